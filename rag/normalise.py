@@ -1,0 +1,117 @@
+"""Traditional/Simplified normalisation: one canonical form for indexing, bridges for queries.
+
+The index stores every chunk twice: the original text (for display and citation) and a canonical
+form (NFKC + OpenCC t2s) that both the keyword and the embedding side see. A question in either
+script is put into the same canonical form, so it meets the same index. Vocabulary that differs
+between Taiwan and the Mainland (軟體/软件, 晶片/芯片 …) is not a script difference; it is bridged
+at query time by adding variants, never by rewriting stored text, because the phrase tables
+over-convert some words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import opencc
+
+Script = Literal["traditional", "simplified", "neutral"]
+
+# Whitespace plus zero-width characters (they survive NFKC and break substring tests).
+_WHITESPACE = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff]+")
+
+
+@lru_cache(maxsize=8)
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+def canonical(text: str) -> str:
+    """The form that is indexed and searched: full-width folded (NFKC), Simplified, lower-case."""
+    return _converter("t2s").convert(unicodedata.normalize("NFKC", text)).lower()
+
+
+def compact(text: str) -> str:
+    """Canonical form without whitespace, for substring tests that PDF line breaks must not foil."""
+    return _WHITESPACE.sub("", canonical(text))
+
+
+def _changed_positions(text: str, config: str) -> int:
+    """How many characters of ``text`` OpenCC ``config`` rewrites.
+
+    The whole string is converted at once so phrase tables resolve ambiguous characters from
+    context (公里 and 皇后 are valid in both scripts and stay unchanged); if a conversion ever
+    changes the length, fall back to per-character conversion rather than misalign positions.
+    """
+    converter = _converter(config)
+    converted = converter.convert(text)
+    if len(converted) == len(text):
+        return sum(a != b for a, b in zip(text, converted, strict=True))
+    return sum(converter.convert(ch) != ch for ch in text)
+
+
+def detect_script(text: str) -> Script:
+    """Which script a text is written in, by counting characters that exist in only one of them.
+
+    A character that t2s changes is Traditional-only; one that s2t changes is Simplified-only.
+    The majority wins, because real Traditional text contains characters OpenCC treats as
+    Simplified (台 in 台灣). Text with neither, or a tie, is neutral.
+    """
+    trad = _changed_positions(text, "t2s")
+    simp = _changed_positions(text, "s2t")
+    if trad == simp:
+        return "neutral"
+    return "traditional" if trad > simp else "simplified"
+
+
+def to_script(text: str, script: Script) -> str:
+    """Render an answer in the asker's script (character conversion only: quotes stay faithful)."""
+    if script == "simplified":
+        return _converter("t2s").convert(text)
+    if script == "traditional":
+        return _converter("s2tw").convert(text)
+    return text
+
+
+@lru_cache(maxsize=1)
+def _vocabulary_pairs() -> tuple[tuple[str, str], ...]:
+    """(canonical Mainland term, canonical Taiwan term) pairs from ``vocabulary.tsv``."""
+    pairs = []
+    for line in resources.files("rag").joinpath("vocabulary.tsv").read_text("utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        mainland, taiwan = line.split("\t")
+        pairs.append((canonical(mainland), canonical(taiwan)))
+    # Longest first, so 大数据 is bridged before 数据.
+    return tuple(sorted(pairs, key=lambda p: -max(len(p[0]), len(p[1]))))
+
+
+def _bridge_table(text: str, forward: bool) -> str:
+    for mainland, taiwan in _vocabulary_pairs():
+        src, dst = (mainland, taiwan) if forward else (taiwan, mainland)
+        if src in text and dst not in text:
+            text = text.replace(src, dst)
+    return text
+
+
+def query_variants(question: str) -> list[str]:
+    """Canonical forms of a question under both vocabularies, the plain one first.
+
+    ``软件`` (Mainland) becomes ``软体`` (Taiwan's 軟體 in canonical form) and vice versa, so the
+    question reaches documents written with either vocabulary. Duplicates are dropped.
+    """
+    plain = canonical(question)
+    as_taiwan = canonical(_converter("s2twp").convert(question))
+    as_mainland = canonical(_converter("tw2sp").convert(question))
+    variants = [
+        plain,
+        _bridge_table(as_taiwan, forward=True),
+        _bridge_table(as_mainland, forward=False),
+    ]
+    seen: dict[str, None] = {}
+    for variant in variants:
+        seen.setdefault(variant, None)
+    return list(seen)

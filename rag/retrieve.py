@@ -1,0 +1,107 @@
+"""Hybrid retrieval: dense (FAISS) + keyword (BM25) over canonical text, fused by reciprocal rank.
+
+The question is put into canonical form with its vocabulary variants (see ``normalise``); all
+variants are embedded in one batch, and each chunk keeps its best cosine over them. The keyword
+side searches the union of the variants' tokens. Reciprocal-rank fusion then merges the two
+rankings without having to make BM25 scores and cosines comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.embeddings import EmbeddingModel
+from rag.normalise import query_variants
+from rag.store.keyword import tokenize
+from rag.store.records import ChunkRecord
+from rag.store.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: ChunkRecord
+    score: float  # fused reciprocal-rank score
+    dense: float | None  # best cosine over the query variants, when the dense side found it
+    keyword: float | None  # BM25 score, when the keyword side found it
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question prepared for search: its canonical variants and their keyword tokens."""
+
+    variants: tuple[str, ...]
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def from_question(cls, question: str) -> Query:
+        variants = tuple(query_variants(question))
+        tokens = tuple(dict.fromkeys(t for v in variants for t in tokenize(v)))
+        return cls(variants, tokens)
+
+
+def hybrid_search(
+    snapshot: Snapshot,
+    model: EmbeddingModel,
+    query: Query,
+    top_k: int,
+    candidate_k: int = 30,
+    rrf_k: int = 60,
+) -> list[Hit]:
+    if not snapshot.chunks:
+        return []
+    vectors = model.embed_queries(list(query.variants))
+    best_cosine: dict[int, float] = {}
+    for vector in vectors:
+        for doc, cosine in snapshot.vector_store.similarity_search_with_score_by_vector(vector.tolist(), k=candidate_k):
+            pos = doc.metadata["pos"]
+            best_cosine[pos] = max(best_cosine.get(pos, -1.0), float(cosine))
+    dense_ranked = sorted(best_cosine, key=best_cosine.__getitem__, reverse=True)
+    keyword_hits = snapshot.keyword.search(query.tokens, candidate_k)
+    keyword_score = dict(keyword_hits)
+
+    fused: dict[int, float] = {}
+    for ranking in (dense_ranked, [pos for pos, _ in keyword_hits]):
+        for rank, pos in enumerate(ranking, start=1):
+            fused[pos] = fused.get(pos, 0.0) + 1.0 / (rrf_k + rank)
+    ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]
+    return [Hit(snapshot.chunks[p], fused[p], best_cosine.get(p), keyword_score.get(p)) for p in ranked]
+
+
+def hit_to_document(hit: Hit) -> Document:
+    chunk = hit.chunk
+    return Document(
+        page_content=chunk.text,
+        id=chunk.id,
+        metadata={
+            "doc": chunk.doc,
+            "doc_id": chunk.doc_id,
+            "heading": chunk.heading,
+            "location": chunk.location.__dict__,
+            "score": hit.score,
+            "dense": hit.dense,
+            "keyword": hit.keyword,
+        },
+    )
+
+
+class HybridRetriever(BaseRetriever):
+    """The same search as a langchain retriever, for use in any LCEL chain."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    snapshot: Snapshot
+    model: EmbeddingModel
+    k: int = 5
+    candidate_k: int = 30
+    rrf_k: int = 60
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        hits = hybrid_search(
+            self.snapshot, self.model, Query.from_question(query), self.k, self.candidate_k, self.rrf_k
+        )
+        return [hit_to_document(h) for h in hits]

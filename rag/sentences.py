@@ -1,0 +1,19 @@
+"""Chinese sentence boundaries, shared by the chunker and the answer steps."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at 。！？；!?; or an ellipsis, plus any closing quotes/brackets after it.
+_SENTENCE_END = re.compile(r"(?:[。！？；!?;\n]+|…{1,2}|\.{3,})[」』”’）)\]】〕》]*")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of a text; trailing text without an end mark is a sentence too."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.end()))
+        start = match.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return [(s, e) for s, e in spans if text[s:e].strip()]

@@ -1,0 +1,233 @@
+"""The library facade: the one object the CLI, the HTTP API, the UI and the evaluation share.
+
+Every surface is a thin layer over these methods, so the three cannot drift apart. The current
+index snapshot is an immutable object swapped by reference after a write (copy-on-write): a
+question in flight keeps the snapshot it started with while an ingest builds the next one, and
+writes are serialised by one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import IngestReport, Source, collect_sources, doc_id_for, ingest_sources
+from rag import __version__
+from rag.chain import AnswerChain, Turn
+from rag.config import Settings
+from rag.embeddings import EmbeddingModel, load_embedding_model
+from rag.errors import DocumentNotFound, IndexMissing, TongwenError
+from rag.generate.factory import make_generator, resolve_backend
+from rag.retrieve import Hit, Query, hybrid_search
+from rag.store.snapshot import Snapshot, load_current, save_new_version
+
+log = logging.getLogger(__name__)
+
+
+def hit_dict(hit: Hit, n: int) -> dict[str, Any]:
+    chunk = hit.chunk
+    return {
+        "n": n,
+        "id": chunk.id,
+        "doc": chunk.doc,
+        "doc_id": chunk.doc_id,
+        "heading": chunk.heading,
+        "text": chunk.text,
+        "score": round(hit.score, 6),
+        "dense_score": None if hit.dense is None else round(hit.dense, 4),
+        "keyword_score": None if hit.keyword is None else round(hit.keyword, 4),
+        "location": asdict(chunk.location),
+    }
+
+
+def turn_dict(turn: Turn) -> dict[str, Any]:
+    return {
+        "answer": turn.answer,
+        "found": turn.found,
+        "question": turn.question,
+        "asked": turn.asked,
+        "script": turn.script,
+        "backend": turn.backend,
+        "notes": turn.notes,
+        "support": round(turn.support, 4),
+        "sources": [hit_dict(h, n) for n, h in enumerate(turn.hits, start=1)],
+        "citations": turn.citations,
+        "timings": {k: round(v * 1000, 1) for k, v in turn.timings.items()},
+    }
+
+
+class Tongwen:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._snapshot: Snapshot | None = None
+        self._write_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    # -- resources ---------------------------------------------------------------------------
+    @property
+    def model(self) -> EmbeddingModel:
+        return load_embedding_model(self.settings, progress=log.warning)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is None:
+            with self._load_lock:
+                if self._snapshot is None:
+                    self._snapshot = load_current(self.settings.index_dir)
+                snap = self._snapshot
+        return snap
+
+    def has_index(self) -> bool:
+        try:
+            self.snapshot  # noqa: B018 - loading is the check
+        except IndexMissing:
+            return False
+        return True
+
+    def ensure_index(self, show_progress: bool = False) -> IngestReport | None:
+        """Index the bundled corpus when no index exists yet (first start of `tongwen serve`)."""
+        if self.has_index():
+            return None
+        log.warning("No index yet: indexing %s (first start only)", self.settings.corpus_dir)
+        return self.ingest_paths([self.settings.corpus_dir], show_progress=show_progress)
+
+    # -- reading -----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": __version__,
+            "embedding_model": self.settings.embedding_model,
+            "generator": resolve_backend(None, self.settings),
+            "index_dir": str(self.settings.index_dir),
+        }
+        try:
+            snap = self.snapshot
+        except IndexMissing:
+            return {**out, "index": None}
+        size = sum(f.stat().st_size for f in snap.path.rglob("*") if f.is_file()) if snap.path else 0
+        out["index"] = {
+            "documents": len(snap.manifest.documents),
+            "chunks": len(snap.chunks),
+            "embedding_model": snap.manifest.embedding_model,
+            "dimension": snap.manifest.dimension,
+            "created_at": snap.manifest.created_at,
+            "path": str(snap.path),
+            "bytes": size,
+        }
+        return out
+
+    def documents(self) -> list[dict[str, Any]]:
+        try:
+            docs = self.snapshot.manifest.documents.values()
+        except IndexMissing:
+            return []
+        return [asdict(d) for d in sorted(docs, key=lambda d: d.name)]
+
+    def retrieve(self, query: str, top_k: int | None = None) -> list[dict[str, Any]]:
+        from rag.chain import clean_question
+
+        text = clean_question(query, self.settings.max_question_chars)
+        hits = hybrid_search(
+            self.snapshot,
+            self.model,
+            Query.from_question(text),
+            top_k or self.settings.top_k,
+            self.settings.candidate_k,
+            self.settings.rrf_k,
+        )
+        return [hit_dict(h, n) for n, h in enumerate(hits, start=1)]
+
+    def chain(self, llm: str | None = None) -> AnswerChain:
+        backend = resolve_backend(llm, self.settings)
+        return AnswerChain(self.snapshot, self.model, make_generator(backend, self.settings), self.settings)
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, str]] = (),
+        top_k: int | None = None,
+        llm: str | None = None,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        turn = Turn(asked=question, history=list(history), top_k=top_k or self.settings.top_k)
+        turn = self.chain(llm).runnable().invoke(turn)
+        turn.timings["total"] = time.perf_counter() - started
+        return turn_dict(turn)
+
+    def ask_stream(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, str]] = (),
+        top_k: int | None = None,
+        llm: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events: ``question`` (condensed, with sources), ``token`` pieces, then ``final``
+        (the post-checked answer, which replaces the streamed text)."""
+        started = time.perf_counter()
+        chain = self.chain(llm)
+        turn = Turn(asked=question, history=list(history), top_k=top_k or self.settings.top_k)
+        turn = chain.before_generation().invoke(turn)
+        yield {
+            "type": "question",
+            "question": turn.question,
+            "found": turn.found,
+            "sources": [hit_dict(h, n) for n, h in enumerate(turn.hits, start=1)],
+        }
+        pieces = []
+        for piece in chain.stream_answer(turn):
+            pieces.append(piece)
+            yield {"type": "token", "text": piece}
+        turn.answer = "".join(pieces)
+        turn = chain.post_check(turn)
+        turn.timings["total"] = time.perf_counter() - started
+        yield {"type": "final", **turn_dict(turn)}
+
+    # -- writing -----------------------------------------------------------------------------
+    def ingest(
+        self,
+        sources: Sequence[Source],
+        delete: Iterable[str] = (),
+        rebuild: bool = False,
+        show_progress: bool = False,
+    ) -> IngestReport:
+        """Add/replace documents and delete others in one new index version (serialised)."""
+        with self._write_lock:
+            try:
+                previous = None if rebuild else load_current(self.settings.index_dir)
+            except IndexMissing:
+                previous = None
+            model = self.model
+            if previous is not None and previous.manifest.embedding_model != model.name:
+                raise TongwenError(
+                    f"The index was built with {previous.manifest.embedding_model!r}, the configured "
+                    f"model is {model.name!r}. Re-index with `tongwen ingest --rebuild PATH`."
+                )
+            snapshot, report = ingest_sources(
+                list(sources), previous, model, self.settings, delete, show_progress, log.info
+            )
+            if snapshot is not None:
+                save_new_version(self.settings.index_dir, snapshot)
+                self._snapshot = snapshot
+            elif self._snapshot is None and previous is not None:
+                self._snapshot = previous
+            return report
+
+    def ingest_paths(self, paths: Iterable[Path], rebuild: bool = False, show_progress: bool = False) -> IngestReport:
+        return self.ingest(collect_sources(paths), rebuild=rebuild, show_progress=show_progress)
+
+    def resolve_doc(self, ref: str) -> str:
+        """A document id from an id or a file name."""
+        docs = self.snapshot.manifest.documents
+        if ref in docs:
+            return ref
+        if doc_id_for(ref) in docs:
+            return doc_id_for(ref)
+        raise DocumentNotFound(f"No document {ref!r} in the index (see `tongwen index info`).")
+
+    def delete(self, ref: str) -> IngestReport:
+        return self.ingest([], delete=[self.resolve_doc(ref)])

@@ -1,0 +1,77 @@
+"""The persistent keyword side: BM25 over jieba tokens of the canonical text.
+
+Built once per index version and saved beside the vectors; queries only look it up (the systems
+we compete with rebuild theirs per query).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+_TOKEN = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def quiet_jieba():
+    """jieba, initialised once without its start-up chatter on stderr."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def tokenize(canonical_text: str) -> tuple[str, ...]:
+    """Search-mode jieba tokens (words and their sub-words), punctuation and spaces dropped.
+
+    Search mode emits 知识产权 together with 知识 and 产权, which lets a question phrased with a
+    shorter or longer word still meet the chunk.
+    """
+    return tuple(tok for tok in quiet_jieba().cut_for_search(canonical_text) if tok.strip() and _TOKEN.search(tok))
+
+
+class KeywordIndex:
+    """BM25 over token lists; position i is chunk i of the snapshot."""
+
+    def __init__(self, bm25: bm25s.BM25 | None, size: int) -> None:
+        self._bm25 = bm25
+        self.size = size
+
+    @classmethod
+    def build(cls, token_lists: Sequence[Sequence[str]]) -> KeywordIndex:
+        if not token_lists:
+            return cls(None, 0)
+        bm25 = bm25s.BM25()
+        # An empty token list would make bm25s drop the row; keep positions aligned.
+        bm25.index([list(t) or ["\u0000"] for t in token_lists], show_progress=False)
+        return cls(bm25, len(token_lists))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None:
+            self._bm25.save(str(directory), show_progress=False)
+
+    @classmethod
+    def load(cls, directory: Path, size: int) -> KeywordIndex:
+        if size == 0:
+            return cls(None, 0)
+        return cls(bm25s.BM25.load(str(directory), show_progress=False), size)
+
+    def search(self, tokens: Iterable[str], k: int) -> list[tuple[int, float]]:
+        """Top-k (position, score) pairs with a positive score."""
+        query = list(dict.fromkeys(tokens))
+        if self._bm25 is None or not query:
+            return []
+        scores = self._bm25.get_scores(query)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]

@@ -1,0 +1,79 @@
+"""A folder of index versions with an atomically switched ``CURRENT`` pointer.
+
+A new version is built in a temporary folder, renamed into ``versions/`` and only then made
+current by replacing the one-line ``CURRENT`` file (``os.replace`` is atomic). A crash at any
+moment leaves the previous version current and loadable; half-built folders are swept later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+KEEP_VERSIONS = 2
+
+
+class VersionedDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.versions = root / "versions"
+        self.pointer = root / "CURRENT"
+
+    def current(self) -> Path | None:
+        """The folder of the current version, or None when nothing was ever committed."""
+        try:
+            name = self.pointer.read_text("utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return self.versions / name if name else None
+
+    @contextmanager
+    def new_version(self) -> Iterator[Path]:
+        """Yield an empty folder to build in; commit it as current when the block succeeds."""
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self._sweep_temporaries()
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=self.versions))
+        try:
+            yield tmp
+            name = self._next_name()
+            final = self.versions / name
+            os.replace(tmp, final)
+            _fsync_dir(self.versions)
+            pointer_tmp = self.root / f".CURRENT.{os.getpid()}"
+            pointer_tmp.write_text(name + "\n", "utf-8")
+            with open(pointer_tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(pointer_tmp, self.pointer)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune(keep=name)
+
+    def _next_name(self) -> str:
+        numbers = [int(p.name) for p in self.versions.iterdir() if p.name.isdigit()]
+        return f"{max(numbers, default=0) + 1:06d}"
+
+    def _sweep_temporaries(self) -> None:
+        """Remove build folders left by a crash (no live build owns them: writers are serialised)."""
+        for leftover in self.versions.glob(".build-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def _prune(self, keep: str) -> None:
+        """Keep the newest few versions: readers may still hold the previous one open."""
+        numbered = sorted((p for p in self.versions.iterdir() if p.name.isdigit()), key=lambda p: p.name)
+        for old in numbered[:-KEEP_VERSIONS]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

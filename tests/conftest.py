@@ -1,0 +1,67 @@
+"""Shared, session-scoped fixtures: the real embedding model and a real index, built once.
+
+Models are prepared in a per-machine test home (``TONGWEN_TEST_HOME``, default
+``.tongwen/test-home`` in the project) so a second run reuses them; every index lives in a
+fresh temporary folder. Tests that don't need the whole corpus use a small slice of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from rag.config import Settings
+from rag.service import Tongwen
+
+PROJECT = Path(__file__).resolve().parent.parent
+CORPUS = PROJECT / "data" / "corpus"
+# Small documents: 000 (Luxembourg), 002 (OECD forum trip report), 003 (Taiwan blue ocean).
+SLICE = ("000_6e77f61679c9a0c3.txt", "002_89eccff8fcb5eb51.txt", "003_84286bf869086792.txt")
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Path:
+    home = Path(os.environ.get("TONGWEN_TEST_HOME", PROJECT / ".tongwen" / "test-home"))
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def make_settings(test_home: Path):
+    """Settings for a test: its own index home, the shared models, extractive unless told."""
+
+    def make(home: Path, **overrides) -> Settings:
+        values = {"home": home, "model_dir": test_home / "models", "llm": "extractive", **overrides}
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def slice_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("slice-corpus")
+    for name in SLICE:
+        shutil.copy(CORPUS / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, make_settings, slice_corpus: Path) -> Tongwen:
+    """A real index (FAISS + BM25 on disk) of the corpus slice, built once per session."""
+    home = tmp_path_factory.mktemp("home")
+    tongwen = Tongwen(make_settings(home, corpus_dir=slice_corpus))
+    report = tongwen.ensure_index()
+    assert report is not None and not report.failed, report
+    return tongwen
+
+
+@pytest.fixture(scope="session")
+def embedding_model(service: Tongwen):
+    return service.model

@@ -1,0 +1,75 @@
+"""The `tongwen` CLI, invoked in-process (the model stays loaded) against a real index."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import app
+from rag.service import Tongwen
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def env(service: Tongwen) -> dict[str, str]:
+    s = service.settings
+    return {
+        "TONGWEN_HOME": str(s.home),
+        "TONGWEN_MODEL_DIR": str(s.models_dir),
+        "TONGWEN_CORPUS_DIR": str(s.corpus_dir),
+        "TONGWEN_LLM": "extractive",
+    }
+
+
+def test_ask_json(env):
+    result = runner.invoke(app, ["ask", "数字发展部是什么时候成立的？", "--json", "--top-k", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["found"] is True and len(data["sources"]) == 3
+    assert "2022" in data["answer"]
+    assert {"doc", "text", "score"} <= data["sources"][0].keys()
+
+
+def test_ask_plain_lists_sources(env):
+    result = runner.invoke(app, ["ask", "數位發展部是什麼時候成立的？"], env=env)
+    assert result.exit_code == 0
+    assert "[1] 002_89eccff8fcb5eb51.txt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "   "], "empty"),
+        (["ask", "問題", "--llm", "gpt9"], "unknown backend"),
+        (["ingest", "/no/such/file.txt"], "No such file"),
+        (["delete", "nope.txt"], "No document"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_a_message(env, args, message):
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_unsupported_file_type(env, tmp_path):
+    bad = tmp_path / "slides.pptx"
+    bad.write_bytes(b"PK\x03\x04")
+    result = runner.invoke(app, ["ingest", str(bad)], env=env)
+    assert result.exit_code == 1
+    assert "unsupported" in result.output
+
+
+def test_index_missing(tmp_path, env):
+    result = runner.invoke(app, ["ask", "問題"], env={**env, "TONGWEN_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "tongwen ingest" in result.output
+
+
+def test_index_info(env):
+    result = runner.invoke(app, ["index", "info"], env=env)
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["index"]["documents"] == 3 and info["index"]["chunks"] > 10

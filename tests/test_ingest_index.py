@@ -1,0 +1,93 @@
+"""Writing the index: incremental updates, deletes, encodings, bad files, crashes mid-ingest."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.pipeline import Source
+from rag.errors import DocumentNotFound, IndexMissing
+from rag.service import Tongwen
+from rag.store import snapshot as snapshot_module
+from rag.store.versions import VersionedDir
+
+LUX = "盧森堡的總人口雖然僅有50餘萬人，但其位居全球首位的高人均所得，一直是小國經濟體中最令人稱羨的亮眼成就。"
+CHIP = "臺灣的晶片產業在全球供應鏈中扮演關鍵角色，台積電的先進製程領先全球。"
+HYDROGEN = "氫能是淨零轉型的重要選項，工業用氫與燃料電池都需要穩定的綠氫供應。"
+
+
+@pytest.fixture()
+def small(tmp_path, make_settings) -> Tongwen:
+    tongwen = Tongwen(make_settings(tmp_path / "home"))
+    report = tongwen.ingest([Source("lux.txt", LUX.encode()), Source("chip.txt", CHIP.encode())])
+    assert sorted(report.added) == ["chip.txt", "lux.txt"]
+    return tongwen
+
+
+def test_unchanged_files_are_skipped_and_changed_files_replace_their_chunks(small: Tongwen):
+    again = small.ingest([Source("lux.txt", LUX.encode())])
+    assert again.unchanged == ["lux.txt"] and again.chunks_embedded == 0
+    changed = small.ingest([Source("lux.txt", (LUX + "盧森堡也是歐元區重要的私人銀行中心。").encode())])
+    assert changed.updated == ["lux.txt"]
+    texts = [c.text for c in small.snapshot.chunks if c.doc == "lux.txt"]
+    assert any("私人銀行中心" in t for t in texts)
+    assert len(small.documents()) == 2
+
+
+def test_delete_removes_a_document_and_its_chunks(small: Tongwen):
+    small.delete("chip.txt")
+    assert [d["name"] for d in small.documents()] == ["lux.txt"]
+    assert all(c.doc != "chip.txt" for c in small.snapshot.chunks)
+    assert all(h["doc"] == "lux.txt" for h in small.retrieve("晶片產業", 5))
+    with pytest.raises(DocumentNotFound):
+        small.delete("chip.txt")
+
+
+@pytest.mark.parametrize("encoding", ["big5", "gbk", "utf-16", "utf-8-sig"])
+def test_legacy_encodings_ingest_correctly(tmp_path, make_settings, encoding: str):
+    text = HYDROGEN if encoding != "gbk" else "氢能是净零转型的重要选项，工业用氢与燃料电池都需要稳定的绿氢供应。"
+    tongwen = Tongwen(make_settings(tmp_path / "home"))
+    report = tongwen.ingest([Source(f"h2-{encoding}.txt", text.encode(encoding))])
+    assert not report.failed, report.failed
+    hit = tongwen.retrieve("燃料電池需要什麼供應？", 1)[0]
+    assert hit["text"] == text
+
+
+def test_corrupt_pdf_is_rejected_with_a_clear_message_and_nothing_indexed(small: Tongwen):
+    before = [c.id for c in small.snapshot.chunks]
+    report = small.ingest([Source("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage")])
+    assert "broken.pdf" in report.failed
+    assert "PDF" in report.failed["broken.pdf"]
+    assert [c.id for c in small.snapshot.chunks] == before
+    assert "broken.pdf" not in [d["name"] for d in small.documents()]
+
+
+def test_binary_and_unsupported_files_are_reported_not_indexed(small: Tongwen):
+    report = small.ingest([Source("noise.txt", bytes(range(256)) * 20), Source("x.exe", b"MZ\x90\x00")])
+    assert set(report.failed) == {"noise.txt", "x.exe"}
+    assert len(small.documents()) == 2
+
+
+def test_crash_while_writing_leaves_the_previous_index_in_service(small: Tongwen, make_settings, monkeypatch):
+    before = small.retrieve("盧森堡人口", 3)
+
+    def crash(self, folder):  # dies after part of the new version hit the disk
+        (folder / "chunks.jsonl").write_text("half", "utf-8")
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(snapshot_module.Snapshot, "write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        small.ingest([Source("h2.txt", HYDROGEN.encode())])
+    monkeypatch.undo()
+
+    reopened = Tongwen(make_settings(small.settings.home))
+    assert [h["id"] for h in reopened.retrieve("盧森堡人口", 3)] == [h["id"] for h in before]
+    assert "h2.txt" not in [d["name"] for d in reopened.documents()]
+    versions = VersionedDir(small.settings.index_dir).versions
+    assert not list(versions.glob(".build-*"))
+    # And the next ingest works normally.
+    assert reopened.ingest([Source("h2.txt", HYDROGEN.encode())]).added == ["h2.txt"]
+
+
+def test_missing_index_gives_an_actionable_error(tmp_path, make_settings):
+    with pytest.raises(IndexMissing, match="tongwen ingest"):
+        Tongwen(make_settings(tmp_path / "empty")).retrieve("問題", 3)

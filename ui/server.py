@@ -1,0 +1,34 @@
+"""One process for everything: the FastAPI app with the Gradio chat UI mounted at ``/``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fastapi import FastAPI
+
+from rag.config import Settings
+from rag.service import Tongwen
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, service: Tongwen | None = None, with_ui: bool = True) -> FastAPI:
+    """Build the app; index the bundled corpus on first start so one command gives a chatbot."""
+    # Gradio and the hub client phone home unless told not to; this machine has no internet.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from rag.api import create_api
+
+    service = service or Tongwen(settings or Settings())
+    service.ensure_index()
+    service.model  # noqa: B018 - load the embedding model now, not on the first question
+    app = create_api(service)
+    if with_ui:
+        import gradio as gr
+
+        from ui.chat import build_ui
+
+        app = gr.mount_gradio_app(app, build_ui(service), path="/")
+    return app
