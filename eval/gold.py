@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.load import load_document
-
 from rag.errors import TongwenError
 from rag.normalise import compact
 

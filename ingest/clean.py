@@ -357,7 +357,7 @@ def _neighbour(keys: list[str], i: int, step: int, skip: set[str]) -> str:
 
 
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0}
-_FORMAL_DIGITS = {c: i for i, c in enumerate("零壹貳參肆伍陸柒捌玖", start=0)} | {"叁": 3}
+_FORMAL_DIGITS = {c: i for i, c in enumerate("零壹貳參肆伍陸柒捌玖")} | {"叁": 3}
 
 
 def _marker_number(marker: str) -> int | None:

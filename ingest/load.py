@@ -195,7 +195,7 @@ def _decode_bomless_utf16(data: bytes, name: str) -> tuple[str, str]:
             pass
         else:
             if _control_share(text) < 0.01:
-                return text, codec
+                return _normalise_newlines(text), codec
     raise CorruptDocument(f"{name} contains binary data (NUL bytes); it does not look like a text file.")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rag.condense import condense_by_rules, elliptical_subject, history_text, last_user_message
+from rag.condense import condense_by_rules, history_text, last_user_message
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyQuestion, QuestionTooLong
@@ -32,6 +32,7 @@ from rag.support import content_tokens, idf, support_score
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
 _REFUSAL_MARK = ("没有提到", "沒有提到", "无法回答", "無法回答", "未提及", "没有相关", "沒有相關")
 
 
@@ -88,19 +89,21 @@ class AnswerChain:
         return turn
 
     def condense(self, turn: Turn) -> str:
+        """Rules first (instant, deterministic); an LLM backend gets the condense prompt only for
+        a short follow-up the rules could not place."""
         if not turn.history:
             return turn.asked
         by_rules = condense_by_rules(turn.asked, turn.history)
-        if by_rules is not None and (by_rules.find("：") < 0 or isinstance(self.generator, ExtractiveGenerator)):
+        if by_rules is not None:
             return by_rules
-        if elliptical_subject(turn.asked) is None:
+        if isinstance(self.generator, ExtractiveGenerator) or len(turn.asked) > SHORT_FOLLOW_UP:
             return turn.asked
         prompt = load_prompt("condense", turn.script).format(history=history_text(turn.history), question=turn.asked)
         try:
-            rewritten = self.generator.complete(prompt, turn.script).splitlines()[0].strip()
-        except (GenerationError, IndexError):
-            return by_rules or turn.asked
-        return rewritten[: self.settings.max_question_chars] or by_rules or turn.asked
+            rewritten = self.generator.complete(prompt, turn.script).strip().splitlines()
+        except GenerationError:
+            return turn.asked
+        return (rewritten[0].strip() if rewritten else "")[: self.settings.max_question_chars] or turn.asked
 
     def retrieve(self, turn: Turn) -> Turn:
         started = time.perf_counter()

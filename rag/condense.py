@@ -50,7 +50,32 @@ def elliptical_subject(question: str) -> str | None:
     if not match:
         return None
     leans = text.startswith(_MARKERS) or re.search(r"(呢|又如何)\s*[？?]*\s*$", text)
-    return match.group("subject").strip() if leans else None
+    subject = match.group("subject").strip()
+    # A subject is a noun phrase: 「它提出了哪些產業」 has a pronoun and a verb, so it is not one.
+    flags = [w.flag for w in _posseg().cut(canonical(subject))]
+    if not leans or any(f.startswith(("r", "v", "p", "u", "d")) and f != "vn" for f in flags):
+        return None
+    return subject
+
+
+_PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其|該|该")
+
+
+def resolve_pronoun(question: str, previous: str) -> str | None:
+    """「那它提出了哪些產業？」 after 「盧森堡…」 → 「盧森堡提出了哪些產業？」 (first name of the
+    previous question in place of the pronoun), or None when there is no pronoun or no name."""
+    match = _PRONOUN.search(question)
+    if not match:
+        return None
+    canon_prev = canonical(previous)
+    offset = 0
+    for word in _posseg().cut(canon_prev):
+        if word.flag in _NAME_FLAGS and len(canon_prev) == len(previous):
+            name = previous[offset : offset + len(word.word)]
+            body = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()]) + name + question[match.end() :]
+            return body.strip()
+        offset += len(word.word)
+    return None
 
 
 def substitute_subject(previous: str, subject: str) -> str | None:
@@ -59,7 +84,8 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     if len(tagged_subject) != 1:
         return None
     flag = tagged_subject[0].flag
-    flags = (flag,) if flag in _NAME_FLAGS else _NAME_FLAGS if flag.startswith("n") else ()
+    # jieba confuses name kinds (卢森堡 comes out as a person, nr), so any name stands for any name.
+    flags = _NAME_FLAGS if flag.startswith("n") else ()
     canon_prev = canonical(previous)
     if len(canon_prev) != len(previous):  # offsets must line up to edit the original text
         return None
@@ -71,14 +97,30 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     return None
 
 
+def attach_to_topic(previous: str, subject: str) -> str:
+    """「那三大運作原則呢？」 after 「盧森堡第三次產業革命計畫以哪些技術為基礎？」 →
+    「盧森堡第三次產業革命計畫的三大運作原則是什麼？」: the previous question's opening noun
+    phrase (up to its first verb, preposition or pronoun) is the topic the subject belongs to."""
+    canon_prev = canonical(previous)
+    length = 0
+    for word in _posseg().cut(canon_prev):
+        if word.flag.startswith(("v", "p", "r", "u", "d", "c")) or not word.word.strip():
+            break
+        length += len(word.word)
+    topic = previous[:length] if len(canon_prev) == len(previous) else ""
+    return f"{topic}的{subject}是什麼？" if topic else f"{subject}是什麼？"
+
+
 def condense_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> str | None:
     """A standalone question, or None when the question doesn't look like a follow-up."""
     previous = last_user_message(history)
-    subject = elliptical_subject(question)
-    if previous is None or subject is None:
+    if previous is None:
         return None
+    subject = elliptical_subject(question)
+    if subject is None:
+        return resolve_pronoun(question, previous)
     script = detect_script(question)
-    rewritten = substitute_subject(previous, subject) or f"{subject}：{previous}"
+    rewritten = substitute_subject(previous, subject) or attach_to_topic(previous, subject)
     return to_script(rewritten, script) if script != "neutral" else rewritten
 
 

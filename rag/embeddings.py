@@ -81,7 +81,7 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts including special tokens, so chunks can be sized in the model's units."""
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False)
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:

@@ -67,12 +67,22 @@ def detect_script(text: str) -> Script:
     return "traditional" if trad > simp else "simplified"
 
 
+_CLAUSE = re.compile(r"[^。！？；\n]*[。！？；\n]?")
+
+
 def to_script(text: str, script: Script) -> str:
-    """Render an answer in the asker's script (character conversion only: quotes stay faithful)."""
+    """Render an answer in the asker's script, by characters only.
+
+    For a Traditional asker only the clauses written in Simplified are converted: s2t would also
+    rewrite Traditional text (台灣 → 臺灣), and quotes from the documents must stay as written.
+    """
     if script == "simplified":
         return _converter("t2s").convert(text)
     if script == "traditional":
-        return _converter("s2tw").convert(text)
+        return "".join(
+            _converter("s2tw").convert(c) if detect_script(c) == "simplified" else c
+            for c in _CLAUSE.findall(text)
+        )
     return text
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-# A sentence ends at 。！？；!?; or an ellipsis, plus any closing quotes/brackets after it.
-_SENTENCE_END = re.compile(r"(?:[。！？；!?;\n]+|…{1,2}|\.{3,})[」』”’）)\]】〕》]*")
+# A sentence ends at 。！？；!?; or an ellipsis, plus any closing quotes/brackets after it, plus
+# any citation markers right after those (「…。」[2] cites the quote before the marker).
+_SENTENCE_END = re.compile(r"(?:[。！？；!?;\n]+|…{1,2}|\.{3,})[」』”’）)\]】〕》]*(?:\[\d{1,2}\])*")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -100,6 +100,12 @@ def test_unicode_encodings(codec: str) -> None:
         assert "\ufeff" not in doc.text
 
 
+def test_utf16_without_bom() -> None:
+    text = "Tongwen report 2020: 美中貿易戰 and supply chains.\n"
+    assert load_bytes(text.encode("utf-16-le"), "r.txt").text == text
+    assert load_bytes(text.encode("utf-16-be"), "r.txt").text == text
+
+
 def test_gbk_bytes_that_happen_to_be_valid_utf8() -> None:
     # "系统状态" in GBK is also valid UTF-8 ("ϵͳ״̬"); the Chinese reading must win.
     assert load_bytes("系统状态".encode("gbk"), "s.txt").text == "系统状态"
@@ -124,6 +130,7 @@ def test_crlf_is_normalised() -> None:
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00",
         bytes(range(256)) * 4,
         random.Random(1).randbytes(4096),
+        bytes(0x80 + b % 0x80 for b in random.Random(2).randbytes(3000)),  # no NUL bytes at all
     ],
 )
 def test_binary_data_is_rejected(data: bytes) -> None:

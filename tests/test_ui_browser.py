@@ -110,9 +110,14 @@ def page(browser, server_url: str) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-TW")
     page = context.new_page()
     page.set_default_timeout(30_000)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(server_url + "/")
     page.locator("#question textarea").wait_for()
     yield page
+    # The page works offline: everything it loads comes from our own server.
+    foreign = [url for url in requested if not url.startswith((server_url, "data:", "blob:"))]
+    assert not foreign, foreign
     context.close()
 
 

@@ -10,10 +10,15 @@ from rag.normalise import to_script
 from rag.prompts import load_prompt
 
 
+def _quoted(text: str) -> str:
+    """「…」, or 『…』 when the sentence has 「」 of its own (no doubled brackets)."""
+    return f"『{text}』" if "「" in text or "」" in text else f"「{text}」"
+
+
 class ExtractiveGenerator(Generator):
     name = "extractive"
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
         evidence = select_evidence(request.hits, request.weights)
-        quotes = "".join(f"「{to_script(ev.text, request.script)}」[{ev.source}]" for ev in evidence)
+        quotes = "".join(f"{_quoted(to_script(ev.text, request.script))}[{ev.source}]" for ev in evidence)
         yield load_prompt("extractive", request.script).format(quotes=quotes)

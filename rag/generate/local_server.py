@@ -6,7 +6,7 @@ model the same way means one code path, streaming included. ``xllamacpp.Server``
 llama.cpp's own C++ server on background threads of this process, so there is no child process
 to babysit and nothing to download at run time.
 
-Facts about xllamacpp this module relies on (checked against xllamacpp 2026.10.11549):
+Facts about xllamacpp this module relies on (checked against 0.2.14 and 2026.10.11549):
 
 * ``Server(params)`` blocks until the model is loaded *and holds the GIL while doing so* (about
   2–4 s for the 0.5B model): every other Python thread stalls for that long. Start the server
@@ -17,6 +17,9 @@ Facts about xllamacpp this module relies on (checked against xllamacpp 2026.10.1
 * ``params.port = 0`` picks a free port; the real address is ``server.listening_address``.
 * The chat template comes from the GGUF (``use_jinja`` on, ``chat_template`` empty), which for
   Qwen2.5 is the ChatML ``<|im_start|>`` template.
+* 0.2.x hijacks SIGINT/SIGTERM during start-up; :func:`_signal_handlers_kept` undoes that.
+* The server closes the connection after every streamed answer while advertising keep-alive:
+  use :func:`loopback_http_client` (no keep-alive) or a client that retries.
 """
 
 from __future__ import annotations

@@ -1,0 +1,220 @@
+"""The HTTP API over a real uvicorn server on 127.0.0.1 with a real index."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from rag.api import safe_filename
+from rag.service import Tongwen
+from tests.servers import serve
+from ui.server import create_app
+
+QUESTION_SIMP = "数字发展部是什么时候成立的？"
+QUESTION_TRAD = "數位發展部是什麼時候成立的？"
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def url(service: Tongwen):
+    with serve(create_app(service=service, with_ui=False)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def write_url(tmp_path_factory, make_settings):
+    """A second server with its own index, an API key and a small upload limit: tests that write."""
+    home = tmp_path_factory.mktemp("api-write")
+    corpus = tmp_path_factory.mktemp("api-corpus")
+    (corpus / "lux.txt").write_text("盧森堡的總人口雖然僅有50餘萬人，但人均所得位居全球首位。", "utf-8")
+    tongwen = Tongwen(make_settings(home, corpus_dir=corpus, api_key=KEY, max_upload_bytes=200_000))
+    with serve(create_app(service=tongwen, with_ui=False)) as base:
+        yield base
+
+
+def test_health(url):
+    body = httpx.get(f"{url}/health").json()
+    assert body["status"] == "ok"
+    assert body["index"]["documents"] == 3 and body["index"]["chunks"] > 10
+    assert body["embedding_model"] and body["generator"]
+
+
+def test_retrieve(url):
+    hits = httpx.post(f"{url}/api/retrieve", json={"query": QUESTION_SIMP, "top_k": 3}).json()["hits"]
+    assert len(hits) == 3
+    assert hits[0]["doc"] == "002_89eccff8fcb5eb51.txt"
+    assert {"doc", "text", "score", "heading", "location", "id"} <= hits[0].keys()
+
+
+def test_ask(url):
+    body = httpx.post(f"{url}/api/ask", json={"question": QUESTION_SIMP, "llm": "extractive"}, timeout=60).json()
+    assert body["found"] is True and "2022" in body["answer"]
+    assert body["backend"] == "extractive"
+    assert body["citations"] and body["sources"]
+    assert "retrieve" in body["timings"]
+
+
+def _sse_events(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_ask_streams_server_sent_events(url):
+    with httpx.stream("POST", f"{url}/api/ask", json={"question": QUESTION_TRAD, "stream": True}, timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = _sse_events(r.read().decode())
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "question" and kinds[-1] == "final" and "token" in kinds
+    final = events[-1][1]
+    assert final["found"] and final["sources"] and final["citations"]
+    streamed = "".join(e["text"] for k, e in events if k == "token")
+    assert "2022" in streamed
+
+
+def test_openai_client_non_stream(url):
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused")
+    assert "tongwen" in [m.id for m in client.models.list().data]
+    resp = client.chat.completions.create(
+        model="tongwen-extractive", messages=[{"role": "user", "content": QUESTION_SIMP}]
+    )
+    content = resp.choices[0].message.content
+    assert "2022" in content and "[1]" in content and "来源" in content
+    extra = resp.model_extra
+    assert extra["sources"][0]["doc"].endswith(".txt") and extra["citations"]
+
+
+def test_openai_client_stream(url):
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused")
+    stream = client.chat.completions.create(
+        model="tongwen-extractive", messages=[{"role": "user", "content": QUESTION_TRAD}], stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert "2022" in text and "來源" in text
+    assert chunks[-1].model_extra["sources"]
+
+
+def test_openai_multi_turn_is_condensed(url):
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused")
+    resp = client.chat.completions.create(
+        model="tongwen-extractive",
+        messages=[
+            {"role": "user", "content": "盧森堡在2016年發布了什麼策略？"},
+            {"role": "assistant", "content": "第三次產業革命策略。"},
+            {"role": "user", "content": "那臺灣呢？"},
+        ],
+    )
+    assert resp.model_extra["question"] == "臺灣在2016年發布了什麼策略？"
+
+
+def test_upload_ask_delete_cycle_with_api_key(write_url):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    doc = "同文測試文件：花蓮縣的玉里鎮以生產優質稻米聞名，每年秋天舉辦稻穗節。".encode()
+    assert httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)}).status_code == 401
+    assert httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)},
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    up = httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)}, headers=auth, timeout=120)
+    assert up.status_code == 200, up.text
+    assert up.json()["added"] == ["rice.txt"]
+    docs = httpx.get(f"{write_url}/api/documents").json()["documents"]  # reads stay open
+    doc_id = next(d["doc_id"] for d in docs if d["name"] == "rice.txt")
+    answer = httpx.post(f"{write_url}/api/ask", json={"question": "玉里镇以什么闻名？"}, timeout=60).json()
+    assert answer["found"] and answer["sources"][0]["doc"] == "rice.txt"
+    assert httpx.delete(f"{write_url}/api/documents/{doc_id}").status_code == 401
+    deleted = httpx.delete(f"{write_url}/api/documents/{doc_id}", headers=auth)
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == ["rice.txt"]
+    hits = httpx.post(f"{write_url}/api/retrieve", json={"query": "玉里鎮稻米"}).json()["hits"]
+    assert all(h["doc"] != "rice.txt" for h in hits)
+
+
+def test_upload_name_is_sanitised(write_url):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    files = {"files": ("../../etc/evil\x07.txt", "台東的釋迦是知名水果。".encode())}
+    body = httpx.post(f"{write_url}/api/documents", files=files, headers=auth, timeout=120).json()
+    (name,) = body["added"]  # the client may percent-encode the control character on the way
+    assert name.startswith("evil") and name.endswith(".txt")
+    assert "/" not in name and ".." not in name and all(ord(c) >= 32 for c in name)
+
+
+@pytest.mark.parametrize(
+    "raw, safe",
+    [
+        ("../../etc/evil\x07.txt", "evil_.txt"),
+        ("..\\win\\a.md", "a.md"),
+        ("...hidden.txt", "hidden.txt"),
+        ("", "upload.txt"),
+    ],
+)
+def test_safe_filename(raw, safe):
+    assert safe_filename(raw) == safe
+
+
+@pytest.mark.parametrize(
+    "path, payload, status",
+    [
+        ("/api/ask", {"question": ""}, 422),
+        ("/api/ask", {"question": "   \n\t "}, 422),
+        ("/api/ask", {"question": "問" * 5000}, 413),
+        ("/api/ask", {"question": 42}, 422),
+        ("/api/ask", {"question": "問題", "top_k": "many"}, 422),
+        ("/api/ask", {"question": "問題", "top_k": 0}, 422),
+        ("/api/ask", {"question": "問題", "llm": "gpt9"}, 422),
+        ("/api/ask", {}, 422),
+        ("/api/retrieve", {"query": ""}, 422),
+        ("/api/retrieve", {"query": ["a"]}, 422),
+        ("/v1/chat/completions", {"messages": []}, 422),
+        ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": "hi"}]}, 400),
+        ("/v1/chat/completions", {"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 400),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_json(url, path, payload, status):
+    r = httpx.post(f"{url}{path}", json=payload, timeout=30)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_malformed_json_body(url):
+    r = httpx.post(f"{url}/api/ask", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "name, data, status",
+    [
+        ("slides.pptx", b"PK\x03\x04", 415),
+        ("broken.pdf", b"%PDF-1.4 garbage", 422),
+        ("noise.txt", bytes(range(256)) * 10, 422),
+        ("big.txt", "大".encode() * 100_000, 413),
+    ],
+)
+def test_bad_uploads(write_url, name, data, status):
+    r = httpx.post(f"{write_url}/api/documents", files={"files": (name, data)},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+    docs = httpx.get(f"{write_url}/api/documents").json()["documents"]
+    assert name not in [d["name"] for d in docs] and "lux.txt" in [d["name"] for d in docs]
+
+
+def test_unknown_document_is_404(write_url):
+    r = httpx.delete(f"{write_url}/api/documents/deadbeef0000", headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 404 and "deadbeef0000" in r.json()["error"]["message"]
+
+
+def test_twenty_concurrent_questions_all_succeed(url):
+    questions = [QUESTION_SIMP, QUESTION_TRAD, "盧森堡的人口有多少？", "台积电在芯片危机时能发挥什么作用？"] * 5
+
+    def ask(q: str) -> httpx.Response:
+        return httpx.post(f"{url}/api/ask", json={"question": q, "llm": "extractive"}, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(ask, questions))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert all(r.json()["sources"] for r in responses)
