@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,13 +24,14 @@ from ingest.clean import clean_text
 from ingest.load import SUPPORTED_SUFFIXES, LoadedDocument, load_bytes
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel
-from rag.errors import DocumentNotFound, TongwenError, UnsupportedFileType
+from rag.errors import DocumentNotFound, EmptyDocument, TongwenError, UnsupportedFileType
 from rag.normalise import canonical
 from rag.store.keyword import tokenize
 from rag.store.records import ChunkRecord, DocumentRecord, Location
 from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,17 @@ class Source:
 
 @dataclass
 class IngestReport:
+    """What one ingest did. ``failed`` maps a name to its message and ``failed_kinds`` to the
+    error class, so a caller can answer with the right status (413/415/422) without parsing text.
+    ``duplicates`` lists names given more than once in the batch; only the last copy was used."""
+
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    failed_kinds: dict[str, type[TongwenError]] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
     seconds: float = 0.0
 
@@ -72,6 +80,26 @@ def collect_sources(paths: Iterable[Path]) -> list[Source]:
             raise DocumentNotFound(f"No such file or folder: {path}")
         sources.extend(Source(f.name, f.read_bytes()) for f in files)
     return sources
+
+
+def last_of_each_name(items: Iterable[T], name_of: Callable[[T], str]) -> tuple[list[T], list[str]]:
+    """Keep one item per file name, the last one given, and list the names that repeated.
+
+    The name is the document's identity (its doc_id), so two copies in one batch would both land
+    under one id: duplicate chunk ids and a manifest that counts only one copy's chunks, which
+    every later load rejects as inconsistent. "Last wins" matches what uploading the two files
+    one after the other would leave behind.
+    """
+    latest: dict[str, T] = {}
+    repeated: list[str] = []
+    for item in items:
+        name = name_of(item)
+        if name in latest:
+            del latest[name]  # re-inserted below: the kept copy takes the later position
+            if name not in repeated:
+                repeated.append(name)
+        latest[name] = item
+    return list(latest.values()), repeated
 
 
 def chunk_loaded(loaded: LoadedDocument, doc_id: str, model: EmbeddingModel, settings: Settings) -> list[ChunkRecord]:
@@ -121,10 +149,13 @@ def ingest_sources(
     """Compute the next snapshot from the previous one; None when nothing changed.
 
     A file that fails to load is reported and skipped: the rest of the batch still lands, and
-    nothing of the bad file enters the index.
+    nothing of the bad file enters the index. A name given twice counts once (the last copy).
     """
     started = time.perf_counter()
     report = IngestReport()
+    sources, report.duplicates = last_of_each_name(sources, lambda s: s.name)
+    for name in report.duplicates:
+        log.warning("%s was given more than once in one batch; only the last copy is ingested", name)
     say = on_progress or (lambda _msg: None)
     old_docs = dict(previous.manifest.documents) if previous else {}
     docs = dict(old_docs)
@@ -148,9 +179,10 @@ def ingest_sources(
             loaded = load_bytes(source.data, source.name)
             records = chunk_loaded(loaded, doc_id, model, settings)
             if not records:
-                raise TongwenError(f"{source.name}: no text left to index after cleaning")
+                raise EmptyDocument(f"{source.name}: no text left to index after cleaning")
         except TongwenError as exc:
             report.failed[source.name] = str(exc)
+            report.failed_kinds[source.name] = type(exc)
             continue
         (report.updated if doc_id in docs else report.added).append(source.name)
         docs[doc_id] = DocumentRecord(

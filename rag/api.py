@@ -1,7 +1,8 @@
 """The HTTP API: Tongwen's own JSON routes plus an OpenAI-compatible chat endpoint.
 
 Thin over :class:`rag.service.Tongwen`. Every user error becomes a JSON answer with a 4xx status
-and a readable message; a 500 means a bug. Handlers are plain functions, so FastAPI runs them in
+and a readable message; a damaged index or a missing model is a 503 saying how to fix it; a 500
+(still JSON) means a bug. Handlers are plain functions, so FastAPI runs them in
 its thread pool: concurrent questions proceed in parallel while an upload builds the next index
 version (the service swaps snapshots by reference).
 """
@@ -9,6 +10,7 @@ version (the service swaps snapshots by reference).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import unicodedata
@@ -23,10 +25,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.load import SUPPORTED_SUFFIXES
-from ingest.pipeline import Source
+from ingest.pipeline import IngestReport, Source, last_of_each_name
 from rag import __version__
 from rag.errors import DocumentTooLarge, TongwenError, UnsupportedFileType
 from rag.service import Tongwen
+
+log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "extractive", "local", "openai"]
 
@@ -66,13 +70,46 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
 
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_LEADING_DOTS_AND_SPACES = re.compile(r"^[\s.]+")
+MAX_NAME_CHARS = 200
+MAX_SUFFIX_CHARS = 16  # ".markdown" fits; a longer "suffix" is part of the name, not a file type
 
 
 def safe_filename(name: str | None) -> str:
-    """A file name that cannot climb out of the upload folder or carry control characters."""
+    """A file name that cannot climb out of the upload folder or carry control characters.
+
+    Long names are cut in the stem, not at the end: the suffix decides the file type, so cutting
+    it would turn a valid upload into an "unsupported type" refusal.
+    """
     base = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
-    base = _UNSAFE_NAME.sub("_", base).strip().lstrip(".")
-    return base[:200] or "upload.txt"
+    base = _LEADING_DOTS_AND_SPACES.sub("", _UNSAFE_NAME.sub("_", base).strip())
+    if len(base) > MAX_NAME_CHARS:
+        stem, dot, suffix = base.rpartition(".")
+        keep = dot + suffix if stem and 0 < len(suffix) <= MAX_SUFFIX_CHARS else ""
+        base = base[: MAX_NAME_CHARS - len(keep)].rstrip(" .") + keep
+    return base or "upload.txt"
+
+
+def _read_upload(name: str, upload: UploadFile, max_bytes: int) -> Source:
+    """One upload as a source, refused before any parsing when its type or size is wrong."""
+    if not any(name.lower().endswith(s) for s in SUPPORTED_SUFFIXES):
+        raise UnsupportedFileType(f"{name}: unsupported type; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    data = upload.file.read(max_bytes + 1)  # never more than one byte past the limit in memory
+    if len(data) > max_bytes:
+        raise DocumentTooLarge(f"{name} is larger than {max_bytes} bytes.")
+    return Source(name, data)
+
+
+def _failure(name: str, kind: type[TongwenError], message: str) -> dict[str, Any]:
+    return {"name": name, "error": message, "status": kind.http_status, "type": kind.__name__}
+
+
+def _stream_error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, TongwenError):
+        return {"error": {"type": type(exc).__name__, "message": str(exc), "status": exc.http_status}}
+    log.exception("a streamed answer failed")
+    message = f"Internal error ({type(exc).__name__}); see the server log."
+    return {"error": {"type": "InternalError", "message": message, "status": 500}}
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -111,16 +148,29 @@ def create_api(service: Tongwen) -> FastAPI:
         kind = "Unauthorized" if exc.status_code == 401 else "HTTPError"
         return _error(exc.status_code, kind, str(exc.detail))
 
+    @api.exception_handler(Exception)
+    def _bug(_: Request, exc: Exception) -> JSONResponse:
+        """A bug: still JSON, so clients parse one error shape; the details go to the server log only."""
+        return _error(500, "InternalError", f"Internal error ({type(exc).__name__}); see the server log.")
+
     def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
         if settings.api_key and authorization != f"Bearer {settings.api_key}":
             raise HTTPException(401, "This endpoint needs `Authorization: Bearer <TONGWEN_API_KEY>`.")
 
     router = APIRouter()
 
-    @router.get("/health", tags=["status"])
-    def health() -> dict[str, Any]:
-        """Liveness plus what is loaded: index size, embedding model, generator backend."""
-        return {"status": "ok", **service.info()}
+    @router.get("/health", tags=["status"], response_model=None)
+    def health() -> dict[str, Any] | JSONResponse:
+        """Liveness plus what is loaded: index size, embedding model, generator backend.
+
+        Over a damaged index: 503 with ``status: "degraded"`` and an ``error`` saying how to
+        rebuild, so a monitor notices while the process stays up to pick up the rebuilt index.
+        """
+        info = service.info()
+        problem = info.get("index_error")
+        if problem:
+            return JSONResponse(status_code=503, content={"status": "degraded", **info, "error": problem})
+        return {"status": "ok", **info}
 
     @router.post("/api/retrieve", tags=["qa"])
     def retrieve(body: RetrieveRequest) -> dict[str, Any]:
@@ -139,8 +189,11 @@ def create_api(service: Tongwen) -> FastAPI:
 
         def stream() -> Iterator[str]:
             yield _sse(first["type"], first)
-            for event in events:
-                yield _sse(event["type"], event)
+            try:
+                for event in events:
+                    yield _sse(event["type"], event)
+            except Exception as exc:  # the 200 is sent: an `error` event is the only way left to say so
+                yield _sse("error", _stream_error(exc))
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -202,6 +255,13 @@ def create_api(service: Tongwen) -> FastAPI:
 
         def stream() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
+            try:
+                yield from chat_chunks()
+            except Exception as exc:  # OpenAI clients raise on a `data: {"error": …}` chunk
+                yield f"data: {json.dumps(_stream_error(exc), ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        def chat_chunks() -> Iterator[str]:
             for event in events:
                 if event["type"] == "token":
                     yield chunk({"content": event["text"]})
@@ -216,44 +276,55 @@ def create_api(service: Tongwen) -> FastAPI:
                         answer=event["answer"],
                         backend=event["backend"],
                     )
-            yield "data: [DONE]\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @router.get("/api/documents", tags=["documents"])
     def list_documents() -> dict[str, Any]:
-        return {"documents": service.documents()}
+        return {"documents": service.documents(strict=True)}
 
     @router.post("/api/documents", tags=["documents"], dependencies=[Depends(require_key)])
     def upload(
         files: Annotated[list[UploadFile], File(description="One or more documents.")],
     ) -> JSONResponse:
-        """Upload and ingest documents (incremental). 413 too large, 415 unsupported type,
-        422 unreadable; in a mixed batch the good files land and the bad ones are listed."""
-        sources = []
-        for upload in files:
-            name = safe_filename(upload.filename)
-            if not any(name.lower().endswith(s) for s in SUPPORTED_SUFFIXES):
-                raise UnsupportedFileType(
-                    f"{name}: unsupported type; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
-                )
-            data = upload.file.read(settings.max_upload_bytes + 1)
-            if len(data) > settings.max_upload_bytes:
-                raise DocumentTooLarge(f"{name} is larger than {settings.max_upload_bytes} bytes.")
-            sources.append(Source(name, data))
-        report = service.ingest(sources)
-        body = {
-            "added": report.added,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "failed": report.failed,
-            "chunks_embedded": report.chunks_embedded,
-            "documents": service.documents(),
-        }
-        if report.failed and not (report.added or report.updated or report.unchanged):
-            first = next(iter(report.failed.values()))
-            return _error(422, "DocumentRejected", first, failed=report.failed)
-        return JSONResponse(body)
+        """Upload and ingest documents (incremental). In a mixed batch the good files land and the
+        bad ones are listed under `failed` with their own status; only when every file fails is the
+        answer an error: 413 all too large, 415 all unsupported, 422 unreadable (or mixed reasons).
+        A name given twice counts once: the last copy wins and the name is listed in `duplicates`."""
+        named, duplicates = last_of_each_name(((safe_filename(f.filename), f) for f in files), lambda nf: nf[0])
+        sources: list[Source] = []
+        failed: list[dict[str, Any]] = []
+        for name, upload in named:
+            try:
+                sources.append(_read_upload(name, upload, settings.max_upload_bytes))
+            except TongwenError as exc:
+                failed.append(_failure(name, type(exc), str(exc)))
+        report = service.ingest(sources) if sources else IngestReport()
+        failed += [
+            _failure(name, report.failed_kinds.get(name, TongwenError), why) for name, why in report.failed.items()
+        ]
+        if failed and not (report.added or report.updated or report.unchanged):
+            statuses = {f["status"] for f in failed}
+            kinds = {f["type"] for f in failed}
+            status = statuses.pop() if len(statuses) == 1 else 422
+            kind = kinds.pop() if len(kinds) == 1 else "DocumentsRejected"
+            message = (
+                failed[0]["error"]
+                if len(failed) == 1
+                else f"None of the {len(failed)} files was indexed: " + ("; ".join(f["error"] for f in failed))
+            )
+            return _error(status, kind, message, failed=failed, duplicates=duplicates)
+        return JSONResponse(
+            {
+                "added": report.added,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "failed": failed,
+                "duplicates": duplicates,
+                "chunks_embedded": report.chunks_embedded,
+                "documents": service.documents(),
+            }
+        )
 
     @router.delete("/api/documents/{doc_id}", tags=["documents"], dependencies=[Depends(require_key)])
     def delete_document(doc_id: str) -> dict[str, Any]:

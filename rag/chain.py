@@ -28,7 +28,7 @@ from rag.prompts import load_prompt
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.sentences import split_sentences
 from rag.store.snapshot import Snapshot
-from rag.support import content_tokens, idf, support_score
+from rag.support import content_tokens, idf, missing_specifics, support_score
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
@@ -48,6 +48,7 @@ class Turn:
     query: Query | None = None
     hits: list[Hit] = field(default_factory=list)
     support: float = 0.0
+    missing: list[str] = field(default_factory=list)  # numbers/units asked for that no source has
     found: bool = False
     weights: dict[str, float] = field(default_factory=dict)
     backend: str = ""
@@ -122,7 +123,8 @@ class AnswerChain:
     def decide(self, turn: Turn) -> Turn:
         assert turn.query is not None
         turn.support = support_score(turn.query, turn.hits, self.snapshot)
-        turn.found = bool(turn.hits) and turn.support >= self.settings.found_threshold
+        turn.missing = missing_specifics(turn.question, turn.hits)
+        turn.found = bool(turn.hits) and not turn.missing and turn.support >= self.settings.found_threshold
         variant = turn.query.variants[0]
         turn.weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
         return turn
@@ -139,6 +141,9 @@ class AnswerChain:
         ).strip()
         if turn.found and turn.backend != "extractive" and any(m in answer for m in _REFUSAL_MARK):
             turn.found = False
+        if turn.found and not turn.backend.startswith("extractive") and not _has_content(answer):
+            # Small models sometimes answer with citation markers only (「[1] [2] [3]」).
+            answer = self.extractive_instead(turn, "模型的回答只有引用標記，沒有內容")
         if turn.found and not _CITATION.search(answer) and turn.hits:
             answer += f"[{best_source_for(answer, turn.hits)}]"
         turn.answer = to_script(answer, turn.script) if turn.script != "neutral" else answer
@@ -164,10 +169,15 @@ class AnswerChain:
                     turn.timings["first_token"] = time.perf_counter() - started
                 yield piece
         except GenerationError as exc:
-            turn.backend = f"extractive (fallback from {self.generator.name})"
-            turn.notes.append(load_prompt("note_fallback", turn.script).format(reason=str(exc)[:160]))
-            yield from ExtractiveGenerator().stream(request)
+            yield self.extractive_instead(turn, str(exc)[:160])
         turn.timings["generate"] = time.perf_counter() - started
+
+    def extractive_instead(self, turn: Turn, reason: str) -> str:
+        """The extractive answer in place of the generator's, with a note saying why."""
+        turn.notes.append(load_prompt("note_fallback", turn.script).format(reason=reason))
+        turn.backend = f"extractive (fallback from {turn.backend})"
+        request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history)
+        return "".join(ExtractiveGenerator().stream(request))
 
     # -- composition -----------------------------------------------------------------------------
     def before_generation(self) -> Runnable[Turn, Turn]:
@@ -183,6 +193,11 @@ class AnswerChain:
             | RunnableLambda(self.generate, name="generate")
             | RunnableLambda(self.post_check, name="post_check")
         )
+
+
+def _has_content(answer: str) -> bool:
+    """Whether an answer says anything once its citation markers are taken out."""
+    return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
 def best_source_for(text: str, hits: Sequence[Hit]) -> int:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from rag.config import Settings
+from rag.config import PROJECT_ROOT, Settings
 from rag.errors import TongwenError
 
 app = typer.Typer(
@@ -141,6 +141,8 @@ def index_info() -> None:
         info = service.info()
     except TongwenError as exc:
         raise _fail(str(exc)) from None
+    if info["index_error"] is not None:
+        raise _fail(info["index_error"]["message"])
     if info["index"] is None:
         raise _fail(f"no index at {info['index_dir']}; run `tongwen ingest data/corpus`")
     typer.echo(json.dumps({**info, "documents": service.documents()}, ensure_ascii=False, indent=2))
@@ -152,13 +154,29 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Start the HTTP API and the chat UI in one process."""
+    # A damaged index does not stop the server (see ui.server.create_app): it starts, says what to
+    # run, and serves the rebuilt index as soon as there is one. Errors it cannot serve through (no
+    # corpus to index on first start, a model that cannot load) end it with a one-line message.
     import uvicorn
 
+    from rag.service import Tongwen
     from ui.server import create_app
 
     settings = Settings()
     logging.getLogger().setLevel(logging.INFO)
-    app_ = create_app(settings)
+    service = Tongwen(settings)
+    try:
+        app_ = create_app(settings, service=service)
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    problem = service.index_error()
+    if problem is not None:
+        typer.secho(
+            f'Warning: {problem}\nServing anyway: /health reports "degraded" and questions get 503 '
+            "until the index is rebuilt; the server picks up the rebuilt index without a restart.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     uvicorn.run(app_, host=host or settings.host, port=port or settings.port, log_level="info")
 
 
@@ -172,6 +190,9 @@ def evaluate(
     retrieval_only: Annotated[bool, typer.Option(help="Skip answer generation.")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
     min_hit5: Annotated[float | None, typer.Option(help="Exit 1 if hit@5 of either script is lower.")] = None,
+    readme: Annotated[
+        bool, typer.Option("--readme", help="Write the results tables into README.md (between its eval markers).")
+    ] = False,
 ) -> None:
     """Score retrieval and answers on gold Q&A pairs; write results.json and report.html."""
     from eval.run import run_evaluation
@@ -187,6 +208,7 @@ def evaluate(
             retrieval_only=retrieval_only,
             limit=limit,
             min_hit5=min_hit5,
+            readme=PROJECT_ROOT / "README.md" if readme else None,
         )
     except TongwenError as exc:
         raise _fail(str(exc)) from None

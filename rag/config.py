@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path("~/.cache/tongwen"),
-        description="Where models, the index and uploads live.",
+        description="Where prepared models and the index live.",
     )
     model_dir: Path | None = Field(
         default=None, description="Where prepared models are kept (default: HOME/models); shareable."
@@ -56,9 +56,9 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
     found_threshold: float = Field(
-        default=0.5,
-        description="Minimum support score for an answer; below it the answer is a refusal "
-        "(calibrated by `tongwen eval`).",
+        default=0.42,
+        description="Minimum support score for an answer; below it the answer is a refusal. "
+        "Default calibrated on the bundled gold set (`tongwen eval` prints the best value).",
     )
     llm: GeneratorName = Field(default="auto", description="Generator backend.")
     openai_base_url: str | None = Field(
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(
         default=None, description="GGUF file for the local backend; default: the bundled Qwen 0.5B."
     )
-    local_threads: int = Field(default=2, ge=1, description="CPU threads for the local LLM.")
+    local_threads: int = Field(default=1, ge=1, description="CPU threads for the local LLM.")
     local_context: int = Field(default=4096, ge=512, description="Context window of the local LLM.")
     llm_timeout: float = Field(default=120.0, gt=0, description="Seconds before an LLM call gives up.")
     llm_max_tokens: int = Field(default=384, ge=16, description="Most tokens an answer may have.")

@@ -1,7 +1,8 @@
 """Errors a user can act on.
 
 Each carries a message written for the person at the keyboard; the CLI prints it and exits
-non-zero, the HTTP API maps it to a 4xx JSON answer. Anything else is a bug and may surface as 500.
+non-zero, the HTTP API maps it to a JSON answer: 4xx for bad input, 503 when the server's own
+index or models are unusable until someone acts. Anything else is a bug and may surface as 500.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ class IndexMissing(TongwenError):
 
 
 class IndexCorrupt(TongwenError):
-    """An index file is truncated or gone: tell the user to re-index."""
+    """An index file is truncated or gone: tell the user to re-index.
 
-    http_status = 500
+    503, not 500: nothing is wrong with the request or with Tongwen's code; the service is
+    unavailable until an operator rebuilds the index, and the message says how.
+    """
+
+    http_status = 503
 
 
 class ModelUnavailable(TongwenError):

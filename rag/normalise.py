@@ -80,8 +80,7 @@ def to_script(text: str, script: Script) -> str:
         return _converter("t2s").convert(text)
     if script == "traditional":
         return "".join(
-            _converter("s2tw").convert(c) if detect_script(c) == "simplified" else c
-            for c in _CLAUSE.findall(text)
+            _converter("s2tw").convert(c) if detect_script(c) == "simplified" else c for c in _CLAUSE.findall(text)
         )
     return text
 

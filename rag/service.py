@@ -3,7 +3,11 @@
 Every surface is a thin layer over these methods, so the three cannot drift apart. The current
 index snapshot is an immutable object swapped by reference after a write (copy-on-write): a
 question in flight keeps the snapshot it started with while an ingest builds the next one, and
-writes are serialised by one lock.
+writes are serialised: by a threading lock within the process and the index's file lock across
+processes.
+
+A damaged index is not cached: every call that needs it fails with the re-index advice (503 over
+HTTP) until someone rebuilds it, after which the next call loads the new version without a restart.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from rag import __version__
 from rag.chain import AnswerChain, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
-from rag.errors import DocumentNotFound, IndexMissing, TongwenError
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing, TongwenError
 from rag.generate.factory import make_generator, resolve_backend
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.store.snapshot import Snapshot, load_current, save_new_version
+from rag.store.versions import VersionedDir
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
         "backend": turn.backend,
         "notes": turn.notes,
         "support": round(turn.support, 4),
+        "missing": turn.missing,
         "sources": [hit_dict(h, n) for n, h in enumerate(turn.hits, start=1)],
         "citations": turn.citations,
         "timings": {k: round(v * 1000, 1) for k, v in turn.timings.items()},
@@ -83,16 +89,28 @@ class Tongwen:
                 snap = self._snapshot
         return snap
 
-    def has_index(self) -> bool:
+    def index_error(self) -> IndexMissing | IndexCorrupt | None:
+        """Why there is no index to serve (none yet, or damaged), or None when it loads."""
         try:
             self.snapshot  # noqa: B018 - loading is the check
-        except IndexMissing:
-            return False
-        return True
+        except (IndexMissing, IndexCorrupt) as exc:
+            return exc
+        return None
+
+    def has_index(self) -> bool:
+        return self.index_error() is None
 
     def ensure_index(self, show_progress: bool = False) -> IngestReport | None:
-        """Index the bundled corpus when no index exists yet (first start of `tongwen serve`)."""
-        if self.has_index():
+        """Index the bundled corpus when no index exists yet (first start of `tongwen serve`).
+
+        A damaged index is left alone: rebuilding it from the bundled corpus would silently drop
+        the user's own documents. The caller reports it (see :meth:`index_error`) and serves anyway.
+        """
+        problem = self.index_error()
+        if problem is None:
+            return None
+        if isinstance(problem, IndexCorrupt):
+            log.error("%s", problem)
             return None
         log.warning("No index yet: indexing %s (first start only)", self.settings.corpus_dir)
         return self.ingest_paths([self.settings.corpus_dir], show_progress=show_progress)
@@ -104,11 +122,14 @@ class Tongwen:
             "embedding_model": self.settings.embedding_model,
             "generator": resolve_backend(None, self.settings),
             "index_dir": str(self.settings.index_dir),
+            "index_error": None,
         }
         try:
             snap = self.snapshot
         except IndexMissing:
             return {**out, "index": None}
+        except IndexCorrupt as exc:  # reported, not raised: /health must still say what to do
+            return {**out, "index": None, "index_error": {"type": type(exc).__name__, "message": str(exc)}}
         size = sum(f.stat().st_size for f in snap.path.rglob("*") if f.is_file()) if snap.path else 0
         out["index"] = {
             "documents": len(snap.manifest.documents),
@@ -121,10 +142,19 @@ class Tongwen:
         }
         return out
 
-    def documents(self) -> list[dict[str, Any]]:
+    def documents(self, strict: bool = False) -> list[dict[str, Any]]:
+        """The indexed documents, by name; none when there is no index yet.
+
+        A damaged index lists nothing too unless ``strict``: the chat UI is built from this list
+        and must still come up to show the re-index advice. The HTTP API asks strictly.
+        """
         try:
             docs = self.snapshot.manifest.documents.values()
         except IndexMissing:
+            return []
+        except IndexCorrupt:
+            if strict:
+                raise
             return []
         return [asdict(d) for d in sorted(docs, key=lambda d: d.name)]
 
@@ -195,13 +225,18 @@ class Tongwen:
         rebuild: bool = False,
         show_progress: bool = False,
     ) -> IngestReport:
-        """Add/replace documents and delete others in one new index version (serialised)."""
-        with self._write_lock:
+        """Add/replace documents and delete others in one new index version.
+
+        The previous version is read from disk under the cross-process write lock, not taken from
+        memory: another process may have committed since this one loaded its snapshot, and
+        building on a stale version would drop that process's documents.
+        """
+        model = self.model  # loaded before taking the lock, so a waiting writer holds nothing
+        with self._write_lock, VersionedDir(self.settings.index_dir).write_lock(on_wait=log.warning):
             try:
                 previous = None if rebuild else load_current(self.settings.index_dir)
             except IndexMissing:
                 previous = None
-            model = self.model
             if previous is not None and previous.manifest.embedding_model != model.name:
                 raise TongwenError(
                     f"The index was built with {previous.manifest.embedding_model!r}, the configured "
@@ -213,8 +248,8 @@ class Tongwen:
             if snapshot is not None:
                 save_new_version(self.settings.index_dir, snapshot)
                 self._snapshot = snapshot
-            elif self._snapshot is None and previous is not None:
-                self._snapshot = previous
+            elif previous is not None and (self._snapshot is None or self._snapshot.path != previous.path):
+                self._snapshot = previous  # nothing changed here, but another process may have
             return report
 
     def ingest_paths(self, paths: Iterable[Path], rebuild: bool = False, show_progress: bool = False) -> IngestReport:

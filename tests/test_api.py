@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from openai import OpenAI
 
-from rag.api import safe_filename
+from rag.api import create_api, safe_filename
+from rag.errors import ModelUnavailable
 from rag.service import Tongwen
 from tests.servers import serve
 from ui.server import create_app
@@ -37,8 +41,9 @@ def write_url(tmp_path_factory, make_settings):
 
 
 def test_health(url):
-    body = httpx.get(f"{url}/health").json()
-    assert body["status"] == "ok"
+    r = httpx.get(f"{url}/health")
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok" and body["index_error"] is None
     assert body["index"]["documents"] == 3 and body["index"]["chunks"] > 10
     assert body["embedding_model"] and body["generator"]
 
@@ -118,8 +123,10 @@ def test_upload_ask_delete_cycle_with_api_key(write_url):
     auth = {"Authorization": f"Bearer {KEY}"}
     doc = "同文測試文件：花蓮縣的玉里鎮以生產優質稻米聞名，每年秋天舉辦稻穗節。".encode()
     assert httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)}).status_code == 401
-    assert httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)},
-                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert (
+        httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)}, headers=wrong).status_code == 401
+    )
     up = httpx.post(f"{write_url}/api/documents", files={"files": ("rice.txt", doc)}, headers=auth, timeout=120)
     assert up.status_code == 200, up.text
     assert up.json()["added"] == ["rice.txt"]
@@ -150,6 +157,11 @@ def test_upload_name_is_sanitised(write_url):
         ("..\\win\\a.md", "a.md"),
         ("...hidden.txt", "hidden.txt"),
         ("", "upload.txt"),
+        (" . .hidden.md", "hidden.md"),
+        ("a" * 300, "a" * 200),
+        ("長" * 220 + ".txt", "長" * 196 + ".txt"),  # cut in the stem: the suffix is the file type
+        ("長" * 220 + " . .markdown", "長" * 191 + ".markdown"),
+        ("x" * 250 + ".not-a-file-type-suffix", "x" * 200),
     ],
 )
 def test_safe_filename(raw, safe):
@@ -195,12 +207,59 @@ def test_malformed_json_body(url):
     ],
 )
 def test_bad_uploads(write_url, name, data, status):
-    r = httpx.post(f"{write_url}/api/documents", files={"files": (name, data)},
-                   headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    r = httpx.post(
+        f"{write_url}/api/documents",
+        files={"files": (name, data)},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
     assert r.status_code == status, r.text
     assert r.json()["error"]["message"]
     docs = httpx.get(f"{write_url}/api/documents").json()["documents"]
     assert name not in [d["name"] for d in docs] and "lux.txt" in [d["name"] for d in docs]
+
+
+def test_a_mixed_batch_lands_the_good_files_and_lists_the_bad_ones(write_url):
+    files = [
+        ("files", ("taitung.txt", "台東的池上米以香Q聞名，每年秋天舉辦池上秋收稻穗藝術節。".encode())),
+        ("files", ("slides.pptx", b"PK\x03\x04")),
+        ("files", ("big.txt", "大".encode() * 100_000)),
+        ("files", ("broken.pdf", b"%PDF-1.4 garbage")),
+    ]
+    r = httpx.post(f"{write_url}/api/documents", files=files, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["added"] == ["taitung.txt"]
+    failed = {f["name"]: f for f in body["failed"]}
+    assert {name: f["status"] for name, f in failed.items()} == {"slides.pptx": 415, "big.txt": 413, "broken.pdf": 422}
+    assert all(f["error"] and f["type"] for f in failed.values())
+    names = [d["name"] for d in httpx.get(f"{write_url}/api/documents").json()["documents"]]
+    assert "taitung.txt" in names and not set(failed) & set(names)
+    hits = httpx.post(f"{write_url}/api/retrieve", json={"query": "池上米", "top_k": 1}).json()["hits"]
+    assert hits[0]["doc"] == "taitung.txt"
+
+
+@pytest.mark.parametrize(
+    "files, status",
+    [
+        ([("slides.pptx", b"PK\x03\x04"), ("tool.exe", b"MZ\x90\x00")], 415),
+        ([("big.txt", "大".encode() * 100_000), ("big.md", "大".encode() * 100_000)], 413),
+        ([("broken.pdf", b"%PDF-1.4 garbage"), ("noise.txt", bytes(range(256)) * 10)], 422),
+        ([("slides.pptx", b"PK\x03\x04"), ("big.txt", "大".encode() * 100_000)], 422),  # mixed reasons
+    ],
+)
+def test_a_batch_where_every_file_fails_is_an_error(write_url, files, status):
+    r = httpx.post(
+        f"{write_url}/api/documents",
+        files=[("files", f) for f in files],
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+    )
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["message"] and [f["name"] for f in error["failed"]] == [name for name, _ in files]
+    names = [d["name"] for d in httpx.get(f"{write_url}/api/documents").json()["documents"]]
+    assert not {name for name, _ in files} & set(names)
 
 
 def test_unknown_document_is_404(write_url):
@@ -218,3 +277,36 @@ def test_twenty_concurrent_questions_all_succeed(url):
         responses = list(pool.map(ask, questions))
     assert [r.status_code for r in responses] == [200] * 20
     assert all(r.json()["sources"] for r in responses)
+
+
+class BrokenService:
+    """Fails the way a bug or a lost model would, after a stream has already started."""
+
+    settings = SimpleNamespace(api_key=None, max_upload_bytes=1000)
+
+    def retrieve(self, query: str, top_k: int) -> list:
+        raise RuntimeError("/private/path/secret exploded")
+
+    def ask_stream(self, *_: object) -> Iterator[dict]:
+        yield {"type": "question", "question": "問題", "found": True, "sources": []}
+        raise ModelUnavailable("The model went away; run `tongwen models prepare`.")
+
+
+def test_a_bug_is_a_json_500_without_internals():
+    client = TestClient(create_api(BrokenService()), raise_server_exceptions=False)
+    r = client.post("/api/retrieve", json={"query": "問題"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "InternalError"
+    assert "secret" not in r.text
+
+
+def test_an_error_after_a_stream_started_ends_it_with_an_error_event():
+    client = TestClient(create_api(BrokenService()), raise_server_exceptions=False)
+    r = client.post("/api/ask", json={"question": "問題", "stream": True})
+    assert r.status_code == 200
+    kind, data = _sse_events(r.text)[-1]
+    assert kind == "error" and data["error"]["type"] == "ModelUnavailable" and data["error"]["status"] == 503
+
+    chat = {"model": "tongwen", "messages": [{"role": "user", "content": "問題"}], "stream": True}
+    lines = [line for line in client.post("/v1/chat/completions", json=chat).text.splitlines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[-2].removeprefix("data: "))["error"]["type"] == "ModelUnavailable"

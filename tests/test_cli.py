@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
 from rag.cli import app
@@ -73,3 +74,23 @@ def test_index_info(env):
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["index"]["documents"] == 3 and info["index"]["chunks"] > 10
+
+
+def test_index_info_over_a_damaged_index_says_how_to_rebuild(tmp_path, env):
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "CURRENT").write_text("000007\n", "utf-8")  # a version folder that is gone
+    result = runner.invoke(app, ["index", "info"], env={**env, "TONGWEN_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "tongwen ingest --rebuild" in result.output and "Traceback" not in result.output
+
+
+def test_serve_with_nothing_to_index_exits_with_a_message(tmp_path, env, monkeypatch):
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: started.append(app))
+    missing = tmp_path / "no-corpus"
+    result = runner.invoke(
+        app, ["serve"], env={**env, "TONGWEN_HOME": str(tmp_path), "TONGWEN_CORPUS_DIR": str(missing)}
+    )
+    assert not started
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert f"No such file or folder: {missing}" in result.output

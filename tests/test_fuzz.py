@@ -317,11 +317,6 @@ def test_original_documents_survive_the_fuzzing(client):
         assert hits[0]["doc"] == doc.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead bug: rag/api.py safe_filename() cuts names to 200 characters after sanitising, so a long "
-    "but valid name loses its extension and the upload is refused as 415 unsupported type",
-)
 def test_a_long_file_name_keeps_its_extension(client):
     name = "長" * 220 + ".txt"
     r = client.post("/api/documents", files={"files": (name, "臺南的億載金城建於1876年。".encode())})
@@ -330,12 +325,6 @@ def test_a_long_file_name_keeps_its_extension(client):
     assert landed.endswith(".txt") and len(landed) <= 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead bug: two files with the same (sanitised) name in one ingest batch both land under one "
-    "doc_id (ingest/pipeline.py ingest_sources keeps the chunks of both); the saved version is inconsistent "
-    "(manifest counts one document's chunks), so every later load/ingest raises IndexCorrupt",
-)
 def test_two_files_with_the_same_name_in_one_upload_keep_the_index_whole(tmp_path, make_settings):
     service = Tongwen(make_settings(tmp_path))
     index_originals(service)
@@ -346,13 +335,15 @@ def test_two_files_with_the_same_name_in_one_upload_keep_the_index_whole(tmp_pat
             files=[("files", ("park.txt", first)), ("files", ("../park.txt", second))],
             timeout=120,
         )
-        assert r.status_code == 200 or 400 <= r.status_code < 500, r.text
+        assert r.status_code == 200, r.text
+        assert r.json()["added"] == ["park.txt"] and r.json()["duplicates"] == ["park.txt"]  # the last one wins
         later = httpx.post(
             f"{url}/api/documents", files={"files": ("later.txt", "日月潭位於南投縣。".encode())}, timeout=120
         )
-        assert later.status_code == 200, later.text  # fails today: 500 IndexCorrupt "inconsistent"
+        assert later.status_code == 200, later.text  # was a 500: IndexCorrupt "inconsistent"
     fresh = Tongwen(make_settings(tmp_path))  # as after a restart
     names = {d["name"] for d in fresh.documents()}
     assert names >= ORIGINAL_NAMES | {"later.txt"}
     chunk_ids = [c.id for c in fresh.snapshot.chunks]
     assert len(chunk_ids) == len(set(chunk_ids))
+    assert [c.text for c in fresh.snapshot.chunks if c.doc == "park.txt"] == [second.decode()]

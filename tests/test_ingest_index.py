@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 
 from ingest.pipeline import Source
-from rag.errors import DocumentNotFound, IndexMissing
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.service import Tongwen
 from rag.store import snapshot as snapshot_module
 from rag.store.versions import VersionedDir
@@ -13,6 +19,15 @@ from rag.store.versions import VersionedDir
 LUX = "盧森堡的總人口雖然僅有50餘萬人，但其位居全球首位的高人均所得，一直是小國經濟體中最令人稱羨的亮眼成就。"
 CHIP = "臺灣的晶片產業在全球供應鏈中扮演關鍵角色，台積電的先進製程領先全球。"
 HYDROGEN = "氫能是淨零轉型的重要選項，工業用氫與燃料電池都需要穩定的綠氫供應。"
+PROJECT = Path(__file__).resolve().parent.parent
+HOLD_THE_WRITE_LOCK = """
+import sys
+from pathlib import Path
+from rag.store.versions import VersionedDir
+with VersionedDir(Path(sys.argv[1])).write_lock():
+    print("held", flush=True)
+    sys.stdin.readline()  # until killed
+"""
 
 
 @pytest.fixture()
@@ -91,3 +106,64 @@ def test_crash_while_writing_leaves_the_previous_index_in_service(small: Tongwen
 def test_missing_index_gives_an_actionable_error(tmp_path, make_settings):
     with pytest.raises(IndexMissing, match="tongwen ingest"):
         Tongwen(make_settings(tmp_path / "empty")).retrieve("問題", 3)
+
+
+def test_the_same_name_twice_in_one_batch_keeps_the_last_copy(small: Tongwen, make_settings):
+    report = small.ingest([Source("h2.txt", LUX.encode()), Source("h2.txt", HYDROGEN.encode())])
+    assert report.added == ["h2.txt"] and report.duplicates == ["h2.txt"]
+    reopened = Tongwen(make_settings(small.settings.home))  # was IndexCorrupt "inconsistent"
+    assert [c.text for c in reopened.snapshot.chunks if c.doc == "h2.txt"] == [HYDROGEN]
+    ids = [c.id for c in reopened.snapshot.chunks]
+    assert len(ids) == len(set(ids))
+    assert reopened.ingest([Source("more.txt", HYDROGEN.encode())]).added == ["more.txt"]
+
+
+def test_an_ingest_waits_for_a_writer_in_another_process(small: Tongwen, make_settings):
+    """Two processes must not interleave read-build-commit, or the later commit drops the other's
+    documents. The lock dies with its holder, so even a kill -9 never leaves the index stuck."""
+    root = small.settings.index_dir
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = VersionedDir(root).current()
+        reports = []
+        writer = threading.Thread(target=lambda: reports.append(small.ingest([Source("h2.txt", HYDROGEN.encode())])))
+        writer.start()
+        writer.join(timeout=3)
+        assert writer.is_alive() and not reports, "the ingest did not wait for the other process's lock"
+        assert VersionedDir(root).current() == before
+        holder.kill()
+        holder.wait(timeout=30)
+        writer.join(timeout=120)
+        assert not writer.is_alive()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+    assert reports[0].added == ["h2.txt"]
+    reopened = Tongwen(make_settings(small.settings.home))
+    assert sorted(d["name"] for d in reopened.documents()) == ["chip.txt", "h2.txt", "lux.txt"]
+
+
+def test_any_emptied_index_file_is_reported_as_damaged(small: Tongwen, make_settings):
+    """Whatever file of the current version is emptied (a full disk, a bad copy), the load fails
+    with IndexCorrupt and the rebuild advice: the API turns that into a 503, never a 500."""
+    version = VersionedDir(small.settings.index_dir).current()
+    files = sorted(p.relative_to(version) for p in version.rglob("*") if p.is_file())
+    assert len(files) >= 4
+    for name in files:
+        original = (version / name).read_bytes()
+        (version / name).write_bytes(b"")
+        try:
+            with pytest.raises(IndexCorrupt, match="tongwen ingest --rebuild"):
+                Tongwen(make_settings(small.settings.home)).retrieve("盧森堡人口", 3)
+        finally:
+            (version / name).write_bytes(original)

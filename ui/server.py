@@ -14,7 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, service: Tongwen | None = None, with_ui: bool = True) -> FastAPI:
-    """Build the app; index the bundled corpus on first start so one command gives a chatbot."""
+    """Build the app; index the bundled corpus on first start so one command gives a chatbot.
+
+    Over a damaged index the app still starts: ``/health`` answers 503 "degraded" and every
+    question a 503 with the re-index advice, and once the index is rebuilt (by ``tongwen ingest
+    --rebuild`` in another shell) the next request loads it, with no restart. A server that
+    refused to start would only turn one clear message into a restart loop under a supervisor.
+    """
     # Gradio and the hub client phone home unless told not to; this machine has no internet.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -125,7 +125,7 @@ class Snapshot:
                 chunks = [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
             index = faiss.read_index(str(folder / "dense.faiss"))
             keyword = KeywordIndex.load(folder / "keyword", len(chunks))
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # EOFError: an emptied .npy
             raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {_REINDEX_HINT}") from exc
         if manifest.format_version != FORMAT_VERSION:
             raise IndexCorrupt(f"The index at {folder} has an old format. {_REINDEX_HINT}")

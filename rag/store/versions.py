@@ -3,18 +3,24 @@
 A new version is built in a temporary folder, renamed into ``versions/`` and only then made
 current by replacing the one-line ``CURRENT`` file (``os.replace`` is atomic). A crash at any
 moment leaves the previous version current and loadable; half-built folders are swept later.
+
+Writers, in any process, take the write lock (an ``flock`` on ``.lock`` beside ``CURRENT``) for
+their whole read-build-commit, so two ``tongwen ingest`` runs, or an ingest and a server upload,
+follow one another instead of interleaving.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 KEEP_VERSIONS = 2
+LOCK_NAME = ".lock"
 
 
 class VersionedDir:
@@ -22,6 +28,7 @@ class VersionedDir:
         self.root = root
         self.versions = root / "versions"
         self.pointer = root / "CURRENT"
+        self.lock_file = root / LOCK_NAME
 
     def current(self) -> Path | None:
         """The folder of the current version, or None when nothing was ever committed."""
@@ -32,8 +39,41 @@ class VersionedDir:
         return self.versions / name if name else None
 
     @contextmanager
+    def write_lock(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the index's write lock across processes until the block ends; wait for it if taken.
+
+        A write reads the current version, embeds (possibly for minutes) and commits the next one.
+        Two writers doing that at once would both build on the same old version, and the later
+        commit would silently drop the other's documents; one could even sweep the other's build
+        folder. The threading lock in the service only covers one process, hence ``flock``: the
+        kernel releases it when its holder exits or is killed, so a crash never leaves it stuck.
+        ``on_wait`` hears once, with the holder's pid, that we are waiting.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_file, "a+", encoding="utf-8") as fh:  # "a+": opening must not erase the holder's pid
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown"
+                    on_wait(f"Another writer (pid {holder}) is writing the index at {self.root}; waiting for it.")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{os.getpid()}\n")
+                fh.flush()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
     def new_version(self) -> Iterator[Path]:
-        """Yield an empty folder to build in; commit it as current when the block succeeds."""
+        """Yield an empty folder to build in; commit it as current when the block succeeds.
+
+        Call it under :meth:`write_lock`: the sweep of old build folders assumes no other writer.
+        """
         self.versions.mkdir(parents=True, exist_ok=True)
         self._sweep_temporaries()
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=self.versions))
@@ -59,7 +99,7 @@ class VersionedDir:
         return f"{max(numbers, default=0) + 1:06d}"
 
     def _sweep_temporaries(self) -> None:
-        """Remove build folders left by a crash (no live build owns them: writers are serialised)."""
+        """Remove build folders left by a crash (no live build owns them: writers hold the lock)."""
         for leftover in self.versions.glob(".build-*"):
             shutil.rmtree(leftover, ignore_errors=True)
 

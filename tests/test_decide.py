@@ -1,0 +1,81 @@
+"""The found/refuse decision's pieces that need no model: specifics, content checks, calibration."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval.run import calibrate_threshold
+from rag.chain import _has_content
+from rag.retrieve import Hit
+from rag.store.records import ChunkRecord, Location
+from rag.support import missing_specifics, stopwords
+
+
+def hit(text: str) -> Hit:
+    chunk = ChunkRecord("c", "d", "doc.txt", 0, "", text, text, (), Location(0, len(text), 1, 1))
+    return Hit(chunk, 1.0, None, None)
+
+
+EVIDENCE = [hit("盧森堡於2016年發布第三次工業革命策略，全球有 3,000 多家原料藥公司，投入10億歐元。")]
+
+
+@pytest.mark.parametrize(
+    "question, missing",
+    [
+        ("盧森堡在2016年發布了什麼策略？", []),
+        ("卢森堡在2016年发布了什么策略？", []),
+        ("盧森堡在2024年發布了什麼策略？", ["2024"]),
+        ("全球3000多家原料藥公司中，中國占多少？", []),  # thousands separator ignored
+        ("這項計畫投入了多少歐元？", []),
+        ("東京花了多少日圓？", ["日元"]),  # 日圓 and 日元 are one currency
+        ("東京花了多少日元？", ["日元"]),
+        ("第5代行動通訊是什麼？", []),  # single digits are too common to decide anything
+    ],
+)
+def test_missing_specifics(question: str, missing: list[str]) -> None:
+    assert missing_specifics(question, EVIDENCE) == missing
+
+
+def test_specifics_only_count_the_top_sources() -> None:
+    hits = [hit("無關的段落。")] * 5 + [hit("2024年的論壇。")]
+    assert missing_specifics("2024年的論壇主題是什麼？", hits) == ["2024"]
+    assert missing_specifics("2024年的論壇主題是什麼？", hits, depth=6) == []
+
+
+@pytest.mark.parametrize(
+    "answer, has",
+    [("[1] [2] [3]", False), ("[1]。", False), ("", False), ("盧森堡[1]", True), ("18.9%[2]", True)],
+)
+def test_an_answer_of_citation_markers_only_has_no_content(answer: str, has: bool) -> None:
+    assert _has_content(answer) is has
+
+
+def test_stopwords_file_reads_every_word_of_a_line() -> None:
+    words = stopwords()
+    assert {"哪一年", "什么时候", "多少"} <= words
+    assert not any(" " in w or w.startswith("#") for w in words)
+
+
+def record(script: str, answerable: bool, support: float, missing: tuple[str, ...] = ()) -> dict:
+    return {"script": script, "answerable": answerable, "support": support, "missing": list(missing)}
+
+
+def test_calibration_respects_the_false_refusal_limit_in_each_script() -> None:
+    # Traditional answerables all score high; one Simplified answerable scores 0.5 (of 5: 20 %).
+    records = [record("trad", True, s) for s in (0.8, 0.8, 0.9, 0.9, 0.9)]
+    records += [record("simp", True, s) for s in (0.5, 0.8, 0.9, 0.9, 0.9)]
+    records += [record("trad", False, 0.4), record("simp", False, 0.6), record("simp", False, 0.95, ("2024",))]
+    best = calibrate_threshold(records, max_false_refusal=0.1)
+    # Refusing the 0.6 one too (any threshold above 0.6) also refuses 20 % of the Simplified
+    # answerables: too many.
+    assert best["threshold"] == 0.5
+    assert best["refusal_accuracy"] == pytest.approx(2 / 3)  # 0.4 by score, the 2024 one by specifics
+    assert best["worst_script_false_refusal_rate"] == 0.0
+    loose = calibrate_threshold(records, max_false_refusal=0.25)
+    assert loose["threshold"] == 0.8 and loose["refusal_accuracy"] == 1.0
+
+
+def test_calibration_without_a_feasible_threshold_says_so() -> None:
+    records = [record("trad", True, 0.1), record("trad", False, 0.9)]
+    assert calibrate_threshold(records, max_false_refusal=0.0)["threshold"] is not None
+    assert calibrate_threshold([record("trad", True, 0.1)], max_false_refusal=0.0)["refusal_accuracy"] == 0.0
