@@ -31,6 +31,7 @@ from rag.store.snapshot import Snapshot
 from rag.support import content_tokens, idf, missing_specifics, support_score
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+_END_MARKS = re.compile(r"[。！？；!?;…]+$")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
 _REFUSAL_MARK = ("没有提到", "沒有提到", "无法回答", "無法回答", "未提及", "没有相关", "沒有相關")
@@ -145,7 +146,7 @@ class AnswerChain:
             # Small models sometimes answer with citation markers only (「[1] [2] [3]」).
             answer = self.extractive_instead(turn, "模型的回答只有引用標記，沒有內容")
         if turn.found and not _CITATION.search(answer) and turn.hits:
-            answer += f"[{best_source_for(answer, turn.hits)}]"
+            answer = cite_by_overlap(answer, turn.hits)
         turn.answer = to_script(answer, turn.script) if turn.script != "neutral" else answer
         turn.notes = [to_script(n, turn.script) for n in turn.notes] if turn.script != "neutral" else turn.notes
         turn.citations = citations_for(turn.answer, turn.hits) if turn.found else []
@@ -200,11 +201,28 @@ def _has_content(answer: str) -> bool:
     return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
-def best_source_for(text: str, hits: Sequence[Hit]) -> int:
-    """The source (1-based) sharing the most characters with a text: for uncited answers."""
+def cite_by_overlap(answer: str, hits: Sequence[Hit]) -> str:
+    """Cite each sentence of an uncited answer with the source it shares the most text with,
+    before its end mark (「…發布的[1]。」)."""
+    out, last = [], 0
+    for start, end in split_sentences(answer):
+        sentence = answer[start:end].rstrip()
+        end = start + len(sentence)
+        body = _END_MARKS.sub("", sentence)
+        source = best_source_for(body, hits) if _has_content(body) else None
+        if source is not None:  # a sentence sharing nothing with any source stays uncited
+            sentence = f"{body}[{source}]{sentence[len(body) :]}"
+        out.append(answer[last:start] + sentence)
+        last = end
+    return "".join(out) + answer[last:]
+
+
+def best_source_for(text: str, hits: Sequence[Hit]) -> int | None:
+    """The source (1-based) sharing the most characters with a text, or None when none shares any."""
     chars = set(compact(text))
     scores = [len(chars & set(compact(h.chunk.text))) for h in hits]
-    return 1 + max(range(len(hits)), key=scores.__getitem__)
+    best = max(range(len(hits)), key=scores.__getitem__, default=None)
+    return None if best is None or scores[best] == 0 else best + 1
 
 
 def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:

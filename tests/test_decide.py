@@ -79,3 +79,11 @@ def test_calibration_without_a_feasible_threshold_says_so() -> None:
     records = [record("trad", True, 0.1), record("trad", False, 0.9)]
     assert calibrate_threshold(records, max_false_refusal=0.0)["threshold"] is not None
     assert calibrate_threshold([record("trad", True, 0.1)], max_false_refusal=0.0)["refusal_accuracy"] == 0.0
+
+
+def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
+    from rag.chain import cite_by_overlap
+
+    hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
+    answer = "盧森堡在2016年發布策略。台灣的優勢是半導體！ 最後一句"
+    assert cite_by_overlap(answer, hits) == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體[3]！ 最後一句"

@@ -201,3 +201,25 @@ def test_signals_still_reach_python(server: LocalLLMServer, http: httpx.Client) 
         for _ in range(50):
             time.sleep(0.01)
     assert http.get(server.address + "/health").status_code == 200
+
+
+# -- the real generation path: the answer chain with the local backend ---------------------------
+
+
+def test_local_backend_answers_through_the_chain_with_citations(service, gguf_path: Path) -> None:
+    """Question → retrieval → the local Qwen model → post-check: a cited answer, in the asker's
+    script, from the model itself (not the extractive fallback)."""
+    from eval.gold import load_gold
+    from eval.metrics import contains_evidence
+    from rag.normalise import detect_script
+
+    item = next(i for i in load_gold() if i.id == "g001")  # 盧森堡…「第三次產業革命策略」: 2016年11月
+    result = service.ask(item.question_simp, llm="local")
+    assert result["backend"] == "local", (result["backend"], result["notes"], result["answer"])
+    assert result["found"] is True
+    assert "2016" in result["answer"], result["answer"]
+    assert result["citations"], result["answer"]
+    cited = [result["sources"][c["n"] - 1]["text"] for c in result["citations"]]
+    assert any(contains_evidence(text, item.evidence) for text in cited)
+    assert detect_script(result["answer"]) in ("simplified", "neutral"), result["answer"]
+    assert result["timings"]["first_token"] > 0

@@ -17,6 +17,10 @@ class LocalGenerator(OpenAIChatGenerator):
     name = "local"
     # Prompt processing runs at ~46 tokens/s on 2 cores: send only the sentences that matter.
     context_chars = 360
+    # The 0.5B model, told to cite, answers with citation markers only (「[1]、[2]」); told just to
+    # answer, it writes a sound sentence. The post-check then cites each sentence by overlap.
+    system_prompt = "system_compact"
+    answer_prompt = "answer_compact"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__("", "", "", settings.llm_timeout, min(settings.llm_max_tokens, 256))

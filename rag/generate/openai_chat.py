@@ -34,6 +34,9 @@ def format_sources(request: AnswerRequest, max_chars: int) -> str:
 class OpenAIChatGenerator(Generator):
     name = "openai"
     context_chars = 1200
+    # Prompt files (prompts/<name>.<script>.md): the full rules suit instruction-following models.
+    system_prompt = "system"
+    answer_prompt = "answer"
 
     def __init__(self, base_url: str, model: str, api_key: str, timeout: float, max_tokens: int) -> None:
         self.base_url = base_url
@@ -57,8 +60,10 @@ class OpenAIChatGenerator(Generator):
     def messages(self, request: AnswerRequest) -> list[BaseMessage]:
         sources = format_sources(request, self.context_chars)
         return [
-            SystemMessage(load_prompt("system", request.script)),
-            HumanMessage(load_prompt("answer", request.script).format(sources=sources, question=request.question)),
+            SystemMessage(load_prompt(self.system_prompt, request.script)),
+            HumanMessage(
+                load_prompt(self.answer_prompt, request.script).format(sources=sources, question=request.question)
+            ),
         ]
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:

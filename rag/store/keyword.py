@@ -6,6 +6,7 @@ we compete with rebuild theirs per query).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -14,14 +15,15 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+# bm25s pins its own logger at DEBUG, which would print "Building index from tokens" on every ingest.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
 _TOKEN = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
 
 
 @lru_cache(maxsize=1)
 def quiet_jieba():
     """jieba, initialised once without its start-up chatter on stderr."""
-    import logging
-
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
