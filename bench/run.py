@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import tempfile
@@ -51,7 +52,13 @@ def main() -> None:
     args = parser.parse_args()
 
     base = Settings()
-    results: dict[str, float | str | None] = {"machine": platform.machine(), "python": platform.python_version()}
+    results: dict[str, float | str | None] = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_before": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), model_dir=base.models_dir, corpus_dir=base.corpus_dir, llm="extractive")
         service = Tongwen(settings)

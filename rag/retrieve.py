@@ -1,9 +1,10 @@
-"""Hybrid retrieval: dense (FAISS) + keyword (BM25) over canonical text, fused by reciprocal rank.
+"""Hybrid retrieval: dense (FAISS) + two keyword rankings (BM25 over jieba words and over
+character bigrams) on canonical text, fused by reciprocal rank.
 
 The question is put into canonical form with its vocabulary variants (see ``normalise``); all
 variants are embedded in one batch, and each chunk keeps its best cosine over them. The keyword
-side searches the union of the variants' tokens. Reciprocal-rank fusion then merges the two
-rankings without having to make BM25 scores and cosines comparable.
+sides search the union of the variants' words and bigrams. Reciprocal-rank fusion then merges
+the three rankings without having to make BM25 scores and cosines comparable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import ConfigDict
 
 from rag.embeddings import EmbeddingModel
 from rag.normalise import query_variants
-from rag.store.keyword import tokenize
+from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
 from rag.store.snapshot import Snapshot
 
@@ -36,12 +37,14 @@ class Query:
 
     variants: tuple[str, ...]
     tokens: tuple[str, ...]
+    bigrams: tuple[str, ...] = ()
 
     @classmethod
     def from_question(cls, question: str) -> Query:
         variants = tuple(query_variants(question))
         tokens = tuple(dict.fromkeys(t for v in variants for t in tokenize(v)))
-        return cls(variants, tokens)
+        bigrams = tuple(dict.fromkeys(b for v in variants for b in char_bigrams(v)))
+        return cls(variants, tokens, bigrams)
 
 
 def hybrid_search(
@@ -63,9 +66,10 @@ def hybrid_search(
     dense_ranked = sorted(best_cosine, key=best_cosine.__getitem__, reverse=True)
     keyword_hits = snapshot.keyword.search(query.tokens, candidate_k)
     keyword_score = dict(keyword_hits)
+    bigram_hits = snapshot.bigrams.search(query.bigrams, candidate_k)
 
     fused: dict[int, float] = {}
-    for ranking in (dense_ranked, [pos for pos, _ in keyword_hits]):
+    for ranking in (dense_ranked, [pos for pos, _ in keyword_hits], [pos for pos, _ in bigram_hits]):
         for rank, pos in enumerate(ranking, start=1):
             fused[pos] = fused.get(pos, 0.0) + 1.0 / (rrf_k + rank)
     ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]

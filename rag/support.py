@@ -72,7 +72,7 @@ def _same_units(text: str) -> str:
     return text.replace("日圆", "日元")
 
 
-def missing_specifics(question: str, hits: Sequence[Hit], depth: int = 5) -> list[str]:
+def missing_specifics(question: str, hits: Sequence[Hit], depth: int = 3) -> list[str]:
     """Numbers (two digits or more) and asked-for units of the question that none of the top
     ``depth`` chunks contains. Thousands separators are ignored on both sides (3,000 = 3000)."""
     text = _same_units("".join(canonical(h.chunk.text) for h in hits[:depth]).replace(",", ""))

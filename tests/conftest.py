@@ -22,6 +22,17 @@ from rag.service import Tongwen
 
 PROJECT = Path(__file__).resolve().parent.parent
 CORPUS = PROJECT / "data" / "corpus"
+# Tests leave their figures and screenshots here; TONGWEN_UPDATE_DOCS=1 writes the committed copies
+# (docs/screenshot.png, bench/out/reliability.json) instead, so a plain test run changes no file.
+UPDATE_DOCS = os.environ.get("TONGWEN_UPDATE_DOCS") == "1"
+ARTIFACTS = PROJECT / ".tongwen" / "test-artifacts"
+
+
+def artifact_path(committed: Path) -> Path:
+    """Where a test writes a file the repository also commits (see UPDATE_DOCS)."""
+    return committed if UPDATE_DOCS else ARTIFACTS / committed.name
+
+
 # Small documents: 000 (Luxembourg), 002 (OECD forum trip report), 003 (Taiwan blue ocean).
 SLICE = ("000_6e77f61679c9a0c3.txt", "002_89eccff8fcb5eb51.txt", "003_84286bf869086792.txt")
 

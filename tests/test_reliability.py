@@ -3,7 +3,8 @@
 * 50 clients mix ``/api/retrieve``, extractive ``/api/ask`` and ``/v1/chat/completions`` for 30 s
   against a real server over its own small index while documents are uploaded one after another;
   no 5xx, every request answered, every document still (or newly) findable afterwards. The
-  figures go to ``bench/out/reliability.json`` (the same load as ``python -m bench.soak``).
+  figures go to ``.tongwen/test-artifacts/reliability.json``, or with ``TONGWEN_UPDATE_DOCS=1`` to
+  the committed ``bench/out/reliability.json`` (the same load as ``python -m bench.soak``).
 * ``kill -9`` of a real ``tongwen ingest`` process while it embeds: the previous index stays
   current and loadable, and the next ingest sweeps the half-built folder.
 * A truncated or deleted index file: ``IndexCorrupt`` telling the user to re-index, a 503 JSON
@@ -41,12 +42,13 @@ from rag.api import create_api
 from rag.cli import app as cli_app
 from rag.errors import IndexCorrupt
 from rag.service import Tongwen
+from tests.conftest import artifact_path
 from tests.servers import free_port, serve
 from ui.server import create_app
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIG_FILE = PROJECT / "data" / "corpus" / "004_dfbd3e62c09c681e.txt"  # ~300 KB: minutes of embedding
-REPORT = PROJECT / "bench" / "out" / "reliability.json"
+REPORT = artifact_path(PROJECT / "bench" / "out" / "reliability.json")
 REBUILD_HINT = "tongwen ingest --rebuild"
 
 LOAD_SECONDS = 30

@@ -5,7 +5,8 @@ The server indexes a two-document slice of the corpus into a temporary home that
 embedding model with the other tests (``$TONGWEN_TEST_HOME/models`` or
 ``<project>/.tongwen/test-home/models``; built there on first use). Needs Debian's
 ``/usr/bin/chromium`` and a CJK font (``fonts-wqy-zenhei``); never ``playwright install``.
-The chat test leaves a full-page screenshot in ``docs/screenshot.png`` for the README.
+The chat test leaves a full-page screenshot in ``.tongwen/test-artifacts/screenshot.png``; with
+``TONGWEN_UPDATE_DOCS=1`` it refreshes the README's ``docs/screenshot.png``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import artifact_path
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 pytestmark = pytest.mark.browser
+
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CORPUS_SLICE = ("000_6e77f61679c9a0c3.txt", "003_84286bf869086792.txt")
@@ -39,7 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
+SCREENSHOT = artifact_path(PROJECT_ROOT / "docs" / "screenshot.png")
 ANSWER_TIMEOUT_MS = 120_000  # the first question also warms jieba and the keyword index
 
 # Mainland vocabulary (工业革命, 计划) for a document that says 產業革命, 計畫.

@@ -23,7 +23,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from rag.errors import IndexCorrupt, IndexMissing
-from rag.store.keyword import KeywordIndex
+from rag.store.keyword import KeywordIndex, char_bigrams
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.versions import VersionedDir
 
@@ -71,12 +71,14 @@ class Snapshot:
         chunks: list[ChunkRecord],
         faiss_index: faiss.Index,
         keyword: KeywordIndex,
+        bigrams: KeywordIndex,
         path: Path | None = None,
     ) -> None:
         self.manifest = manifest
         self.chunks = chunks
         self.faiss_index = faiss_index
         self.keyword = keyword
+        self.bigrams = bigrams
         self.path = path
         self.vector_store = FAISS(
             embedding_function=_NoQueryEmbeddings(),
@@ -93,7 +95,7 @@ class Snapshot:
         index = faiss.IndexFlatIP(manifest.dimension)
         if len(chunks):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(manifest, chunks, index, KeywordIndex.build([c.tokens for c in chunks]))
+        return cls(manifest, chunks, index, KeywordIndex.build([c.tokens for c in chunks]), bigram_index(chunks))
 
     @cached_property
     def doc_freq(self) -> Counter[str]:
@@ -112,6 +114,7 @@ class Snapshot:
                 fh.write(json.dumps(chunk.to_json(), ensure_ascii=False) + "\n")
         faiss.write_index(self.faiss_index, str(folder / "dense.faiss"))
         self.keyword.save(folder / "keyword")
+        self.bigrams.save(folder / "bigram")
         # The manifest goes last: its presence marks the version complete.
         (folder / "manifest.json").write_text(
             json.dumps(self.manifest.to_json(), ensure_ascii=False, indent=1), "utf-8"
@@ -125,13 +128,20 @@ class Snapshot:
                 chunks = [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
             index = faiss.read_index(str(folder / "dense.faiss"))
             keyword = KeywordIndex.load(folder / "keyword", len(chunks))
+            # Indexes written before the bigram side existed get it built on load (about a second).
+            has_bigrams = (folder / "bigram").is_dir() or not chunks
+            bigrams = KeywordIndex.load(folder / "bigram", len(chunks)) if has_bigrams else bigram_index(chunks)
         except (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # EOFError: an emptied .npy
             raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {_REINDEX_HINT}") from exc
         if manifest.format_version != FORMAT_VERSION:
             raise IndexCorrupt(f"The index at {folder} has an old format. {_REINDEX_HINT}")
         if index.ntotal != len(chunks) or sum(d.chunks for d in manifest.documents.values()) != len(chunks):
             raise IndexCorrupt(f"The index at {folder} is inconsistent. {_REINDEX_HINT}")
-        return cls(manifest, chunks, index, keyword, path=folder)
+        return cls(manifest, chunks, index, keyword, bigrams, path=folder)
+
+
+def bigram_index(chunks: list[ChunkRecord]) -> KeywordIndex:
+    return KeywordIndex.build([char_bigrams(c.canonical) for c in chunks])
 
 
 def load_current(root: Path) -> Snapshot:
