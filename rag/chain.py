@@ -141,7 +141,8 @@ class AnswerChain:
             lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(turn.hits) else "", turn.answer
         ).strip()
         if turn.found and turn.backend != "extractive" and any(m in answer for m in _REFUSAL_MARK):
-            turn.found = False
+            turn.found = False  # the model says the sources don't answer it: no citations then
+            answer = _CITATION.sub("", answer).strip()
         if turn.found and not turn.backend.startswith("extractive") and not _has_content(answer):
             # Small models sometimes answer with citation markers only (「[1] [2] [3]」).
             answer = self.extractive_instead(turn, "模型的回答只有引用標記，沒有內容")
@@ -164,8 +165,11 @@ class AnswerChain:
         request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history)
         if turn.backend == "extractive":
             turn.notes.append(load_prompt("note_extractive", turn.script))
+        pieces = self.generator.stream(request)
+        if turn.backend != "extractive":
+            pieces = cite_as_streamed(pieces, turn.hits)
         try:
-            for i, piece in enumerate(self.generator.stream(request)):
+            for i, piece in enumerate(pieces):
                 if i == 0:
                     turn.timings["first_token"] = time.perf_counter() - started
                 yield piece
@@ -201,15 +205,33 @@ def _has_content(answer: str) -> bool:
     return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
+def cite_as_streamed(pieces: Iterator[str], hits: Sequence[Hit]) -> Iterator[str]:
+    """A model's streamed text, passed on a sentence at a time with each uncited sentence cited
+    by overlap, so a streaming client sees the same [n] markers as the final answer. A sentence
+    is held until the next one starts, because a model may put its own [n] after the end mark."""
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        spans = split_sentences(buffer)
+        if len(spans) < 2:
+            continue
+        done = spans[-1][0]
+        yield cite_by_overlap(buffer[:done], hits)
+        buffer = buffer[done:]
+    if buffer:
+        yield cite_by_overlap(buffer, hits)
+
+
 def cite_by_overlap(answer: str, hits: Sequence[Hit]) -> str:
-    """Cite each sentence of an uncited answer with the source it shares the most text with,
-    before its end mark (「…發布的[1]。」)."""
+    """Cite each uncited sentence of an answer with the source it shares the most text with,
+    before its end mark (「…發布的[1]。」); sentences the model cited itself stay as they are."""
     out, last = [], 0
     for start, end in split_sentences(answer):
         sentence = answer[start:end].rstrip()
         end = start + len(sentence)
         body = _END_MARKS.sub("", sentence)
-        source = best_source_for(body, hits) if _has_content(body) else None
+        cited = _CITATION.search(sentence) is not None
+        source = best_source_for(body, hits) if _has_content(body) and not cited else None
         if source is not None:  # a sentence sharing nothing with any source stays uncited
             sentence = f"{body}[{source}]{sentence[len(body) :]}"
         out.append(answer[last:start] + sentence)

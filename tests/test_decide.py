@@ -87,3 +87,13 @@ def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
     hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
     answer = "盧森堡在2016年發布策略。台灣的優勢是半導體！ 最後一句"
     assert cite_by_overlap(answer, hits) == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體[3]！ 最後一句"
+
+
+def test_a_streamed_answer_is_cited_a_sentence_at_a_time() -> None:
+    from rag.chain import cite_as_streamed
+
+    hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
+    pieces = ["盧森堡在2016", "年發布策略。", "台灣的", "優勢是半導體", "。[3]", "還有", "呢"]
+    out = list(cite_as_streamed(iter(pieces), hits))
+    assert out[0] == "盧森堡在2016年發布策略[2]。"  # held until the next sentence began
+    assert "".join(out) == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體。[3]還有呢"  # the model's own [3] kept
