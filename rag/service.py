@@ -85,8 +85,20 @@ class Tongwen:
         if snap is None:
             with self._load_lock:
                 if self._snapshot is None:
-                    self._snapshot = load_current(self.settings.index_dir)
+                    self._snapshot = self._matching_model(load_current(self.settings.index_dir))
                 snap = self._snapshot
+        return snap
+
+    def _matching_model(self, snap: Snapshot) -> Snapshot:
+        """Refuse an index built with another embedding model: its vectors would be compared with
+        query vectors from a different space (or of another size) and every answer would be wrong."""
+        built_with = snap.manifest.embedding_model
+        if built_with != self.settings.embedding_model:
+            raise IndexCorrupt(
+                f"The index at {self.settings.index_dir} was built with the embedding model {built_with!r}, "
+                f"but TONGWEN_EMBEDDING_MODEL is {self.settings.embedding_model!r}. Re-index with "
+                "`tongwen ingest --rebuild PATH`, or set the model back."
+            )
         return snap
 
     def index_error(self) -> IndexMissing | IndexCorrupt | None:
