@@ -49,7 +49,7 @@ class Turn:
     query: Query | None = None
     hits: list[Hit] = field(default_factory=list)
     support: float = 0.0
-    missing: list[str] = field(default_factory=list)  # numbers/units asked for that no source has
+    missing: list[str] = field(default_factory=list)  # numbers/units/nouns asked for that no source has
     found: bool = False
     weights: dict[str, float] = field(default_factory=dict)
     backend: str = ""
@@ -124,7 +124,7 @@ class AnswerChain:
     def decide(self, turn: Turn) -> Turn:
         assert turn.query is not None
         turn.support = support_score(turn.query, turn.hits, self.snapshot)
-        turn.missing = missing_specifics(turn.question, turn.hits)
+        turn.missing = missing_specifics(turn.query, turn.hits)
         turn.found = bool(turn.hits) and not turn.missing and turn.support >= self.settings.found_threshold
         variant = turn.query.variants[0]
         turn.weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 from rag.normalise import canonical, detect_script, to_script
+from rag.store.keyword import posseg
 
 # 「那韓國呢？」「至於新加坡？」「還有日本嗎」「韓國呢」
 _ELLIPSIS = re.compile(
@@ -21,17 +21,6 @@ _ELLIPSIS = re.compile(
 )
 _MARKERS = ("那", "至於", "至于", "還有", "还有", "換成", "换成", "如果是", "若是")
 _NAME_FLAGS = ("ns", "nr", "nt", "nz")
-
-
-@lru_cache(maxsize=1)
-def _posseg():
-    import jieba.posseg
-
-    from rag.store.keyword import quiet_jieba
-
-    quiet_jieba()
-
-    return jieba.posseg
 
 
 def last_user_message(history: Sequence[Mapping[str, str]]) -> str | None:
@@ -52,7 +41,7 @@ def elliptical_subject(question: str) -> str | None:
     leans = text.startswith(_MARKERS) or re.search(r"(呢|又如何)\s*[？?]*\s*$", text)
     subject = match.group("subject").strip()
     # A subject is a noun phrase: 「它提出了哪些產業」 has a pronoun and a verb, so it is not one.
-    flags = [w.flag for w in _posseg().cut(canonical(subject))]
+    flags = [w.flag for w in posseg().cut(canonical(subject))]
     if not leans or any(f.startswith(("r", "v", "p", "u", "d")) and f != "vn" for f in flags):
         return None
     return subject
@@ -69,7 +58,7 @@ def resolve_pronoun(question: str, previous: str) -> str | None:
         return None
     canon_prev = canonical(previous)
     offset = 0
-    for word in _posseg().cut(canon_prev):
+    for word in posseg().cut(canon_prev):
         if word.flag in _NAME_FLAGS and len(canon_prev) == len(previous):
             name = previous[offset : offset + len(word.word)]
             body = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()]) + name + question[match.end() :]
@@ -80,7 +69,7 @@ def resolve_pronoun(question: str, previous: str) -> str | None:
 
 def substitute_subject(previous: str, subject: str) -> str | None:
     """Replace the word in ``previous`` that has the subject's part of speech (place, org …)."""
-    tagged_subject = list(_posseg().cut(canonical(subject)))
+    tagged_subject = list(posseg().cut(canonical(subject)))
     if len(tagged_subject) != 1:
         return None
     flag = tagged_subject[0].flag
@@ -90,7 +79,7 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     if len(canon_prev) != len(previous):  # offsets must line up to edit the original text
         return None
     offset = 0
-    for word in _posseg().cut(canon_prev):
+    for word in posseg().cut(canon_prev):
         if word.flag in flags and word.word != canonical(subject):
             return previous[:offset] + subject + previous[offset + len(word.word) :]
         offset += len(word.word)
@@ -103,7 +92,7 @@ def attach_to_topic(previous: str, subject: str) -> str:
     phrase (up to its first verb, preposition or pronoun) is the topic the subject belongs to."""
     canon_prev = canonical(previous)
     length = 0
-    for word in _posseg().cut(canon_prev):
+    for word in posseg().cut(canon_prev):
         if word.flag.startswith(("v", "p", "r", "u", "d", "c")) or not word.word.strip():
             break
         length += len(word.word)

@@ -6,17 +6,19 @@ import pytest
 
 from eval.run import calibrate_threshold
 from rag.chain import _has_content
-from rag.retrieve import Hit
+from rag.normalise import canonical
+from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
-from rag.support import missing_specifics, stopwords
+from rag.support import asked_about, missing_specifics, stopwords
 
 
-def hit(text: str) -> Hit:
-    chunk = ChunkRecord("c", "d", "doc.txt", 0, "", text, text, (), Location(0, len(text), 1, 1))
+def hit(text: str, heading: str = "") -> Hit:
+    canonical_text = canonical(f"{heading}\n{text}" if heading else text)
+    chunk = ChunkRecord("c", "d", "doc.txt", 0, heading, text, canonical_text, (), Location(0, len(text), 1, 1))
     return Hit(chunk, 1.0, None, None)
 
 
-EVIDENCE = [hit("盧森堡於2016年發布第三次工業革命策略，全球有 3,000 多家原料藥公司，投入10億歐元。")]
+EVIDENCE = [hit("盧森堡於2016年發布第三次工業革命策略，全球有 3,000 多家原料藥公司，中國佔了48%，投入10億歐元。")]
 
 
 @pytest.mark.parametrize(
@@ -27,19 +29,42 @@ EVIDENCE = [hit("盧森堡於2016年發布第三次工業革命策略，全球�
         ("盧森堡在2024年發布了什麼策略？", ["2024"]),
         ("全球3000多家原料藥公司中，中國占多少？", []),  # thousands separator ignored
         ("這項計畫投入了多少歐元？", []),
-        ("東京花了多少日圓？", ["日元"]),  # 日圓 and 日元 are one currency
-        ("東京花了多少日元？", ["日元"]),
+        ("東京花了多少日圓？", ["日元", "东京"]),  # 日圓 and 日元 are one currency; 東京 is asked about
+        ("東京花了多少日元？", ["日元", "东京"]),
         ("第5代行動通訊是什麼？", []),  # single digits are too common to decide anything
     ],
 )
 def test_missing_specifics(question: str, missing: list[str]) -> None:
-    assert missing_specifics(question, EVIDENCE) == missing
+    assert missing_specifics(Query.from_question(question), EVIDENCE) == missing
 
 
 def test_specifics_only_count_the_top_sources() -> None:
-    hits = [hit("無關的段落。")] * 5 + [hit("2024年的論壇。")]
-    assert missing_specifics("2024年的論壇主題是什麼？", hits) == ["2024"]
-    assert missing_specifics("2024年的論壇主題是什麼？", hits, depth=6) == []
+    hits = [hit("無關的段落。")] * 3 + [hit("2024年的論壇主題是淨零。")]
+    query = Query.from_question("2024年的論壇主題是什麼？")
+    assert missing_specifics(query, hits) == ["2024", "主题"]
+    assert missing_specifics(query, hits, depth=4) == []
+
+
+@pytest.mark.parametrize(
+    "question, noun",
+    [
+        ("盧森堡計畫的總預算是多少歐元？", "总预算"),
+        ("臺灣AI伺服器在2024年的出口產值是多少？", "产值"),
+        ("TAIDE模型的參數量有多大？", "数量"),  # jieba cuts 参 / 数量: the head noun still decides
+        ("第一場座談會在哪裡舉行？", "座谈会"),
+        ("為什麼台灣的做法效果不佳？", None),  # no value asked for
+    ],
+)
+def test_asked_about(question: str, noun: str | None) -> None:
+    assert asked_about(canonical(question)) == noun
+
+
+def test_the_asked_about_noun_may_be_in_the_heading_or_in_either_vocabulary() -> None:
+    in_heading = [hit("在公務人力發展學院舉行。", heading="第一場座談會記錄")]
+    assert missing_specifics(Query.from_question("第一場座談會在哪裡舉行？"), in_heading) == []
+    taiwan_word = [hit("英偉達出貨的AI伺服器約有多少台尚無統計。")]
+    assert "服务器" not in missing_specifics(Query.from_question("AI服务器的出口产值是多少？"), taiwan_word)
+    assert missing_specifics(Query.from_question("AI服务器的出口产值是多少？"), taiwan_word) == ["产值"]
 
 
 @pytest.mark.parametrize(

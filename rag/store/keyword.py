@@ -35,6 +35,15 @@ def quiet_jieba():
     return jieba
 
 
+@lru_cache(maxsize=1)
+def posseg():
+    """jieba's part-of-speech tagger (same dictionary, same quiet start-up as :func:`quiet_jieba`)."""
+    quiet_jieba()
+    import jieba.posseg
+
+    return jieba.posseg
+
+
 def tokenize(canonical_text: str) -> tuple[str, ...]:
     """Search-mode jieba tokens (words and their sub-words), punctuation and spaces dropped.
 
