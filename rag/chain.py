@@ -1,6 +1,6 @@
 """The answer chain, readable top to bottom:
 
-    prepare (validate, detect script, condense) | retrieve | decide | generate | post_check
+    prepare (validate, detect script, condense) | retrieve | rerank | decide | generate | post_check
 
 Each step is a named function over one :class:`Turn` and is testable alone. The chain is an
 LCEL ``Runnable``; streaming runs the same first three steps, streams the generator, then runs
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,11 @@ def clean_question(text: str, limit: int) -> str:
     return text
 
 
+# A reranker reorders retrieved hits for a question (e.g. a cross-encoder, where one is available);
+# it gets the whole candidate pool and the chain keeps its top_k.
+Reranker = Callable[[str, list[Hit]], list[Hit]]
+
+
 @dataclass
 class AnswerChain:
     """The steps, bound to one index snapshot, model, generator and settings."""
@@ -77,6 +82,7 @@ class AnswerChain:
     model: EmbeddingModel
     generator: Generator
     settings: Settings
+    reranker: Reranker | None = None
 
     # -- steps -------------------------------------------------------------------------------
     def prepare(self, turn: Turn) -> Turn:
@@ -110,15 +116,24 @@ class AnswerChain:
     def retrieve(self, turn: Turn) -> Turn:
         started = time.perf_counter()
         turn.query = Query.from_question(turn.question)
+        pool = max(turn.top_k, self.settings.candidate_k) if self.reranker else turn.top_k
         turn.hits = hybrid_search(
             self.snapshot,
             self.model,
             turn.query,
-            turn.top_k,
+            pool,
             self.settings.candidate_k,
             self.settings.rrf_k,
         )
         turn.timings["retrieve"] = time.perf_counter() - started
+        return turn
+
+    def rerank(self, turn: Turn) -> Turn:
+        """The optional rerank hook: without a reranker the fused ranking stands."""
+        if self.reranker is not None:
+            started = time.perf_counter()
+            turn.hits = list(self.reranker(turn.question, turn.hits))[: turn.top_k]
+            turn.timings["rerank"] = time.perf_counter() - started
         return turn
 
     def decide(self, turn: Turn) -> Turn:
@@ -189,6 +204,7 @@ class AnswerChain:
         return (
             RunnableLambda(self.prepare, name="prepare")
             | RunnableLambda(self.retrieve, name="retrieve")
+            | RunnableLambda(self.rerank, name="rerank")
             | RunnableLambda(self.decide, name="decide")
         )
 

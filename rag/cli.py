@@ -166,7 +166,7 @@ def serve(
     logging.getLogger().setLevel(logging.INFO)
     service = Tongwen(settings)
     try:
-        app_ = create_app(settings, service=service)
+        app_ = create_app(settings, service=service, show_progress=True)
     except TongwenError as exc:
         raise _fail(str(exc)) from None
     problem = service.index_error()

@@ -22,7 +22,7 @@ from typing import Any
 
 from ingest.pipeline import IngestReport, Source, collect_sources, doc_id_for, ingest_sources
 from rag import __version__
-from rag.chain import AnswerChain, Turn
+from rag.chain import AnswerChain, Reranker, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing, TongwenError
@@ -68,8 +68,9 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
 
 
 class Tongwen:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, reranker: Reranker | None = None) -> None:
         self.settings = settings or Settings()
+        self.reranker = reranker
         self._snapshot: Snapshot | None = None
         self._write_lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -186,7 +187,8 @@ class Tongwen:
 
     def chain(self, llm: str | None = None) -> AnswerChain:
         backend = resolve_backend(llm, self.settings)
-        return AnswerChain(self.snapshot, self.model, make_generator(backend, self.settings), self.settings)
+        generator = make_generator(backend, self.settings)
+        return AnswerChain(self.snapshot, self.model, generator, self.settings, self.reranker)
 
     def ask(
         self,

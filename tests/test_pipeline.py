@@ -89,3 +89,20 @@ def test_json_answer_shape(service: Tongwen):
         assert key in result
     for source in result["sources"]:
         assert {"doc", "text", "score", "heading", "location", "id"} <= source.keys()
+
+
+def test_the_rerank_hook_reorders_the_candidate_pool(service: Tongwen):
+    """A reranker sees the whole candidate pool (not just top_k) and its order is what's kept."""
+    seen: list[int] = []
+
+    def last_first(question: str, hits):
+        seen.append(len(hits))
+        return list(reversed(hits))
+
+    plain = service.retrieve(GOLD["g001"].question_trad, 30)
+    reranked = Tongwen(service.settings, reranker=last_first)
+    result = reranked.ask(GOLD["g001"].question_trad, top_k=3)
+    assert seen == [len(plain)] and len(plain) > 3
+    assert [s["id"] for s in result["sources"]] == [h["id"] for h in reversed(plain)][:3]
+    assert "rerank" in result["timings"]
+    assert "rerank" not in service.ask(GOLD["g001"].question_trad)["timings"]

@@ -13,7 +13,12 @@ from rag.service import Tongwen
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, service: Tongwen | None = None, with_ui: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    service: Tongwen | None = None,
+    with_ui: bool = True,
+    show_progress: bool = False,
+) -> FastAPI:
     """Build the app; index the bundled corpus on first start so one command gives a chatbot.
 
     Over a damaged index the app still starts: ``/health`` answers 503 "degraded" and every
@@ -28,7 +33,7 @@ def create_app(settings: Settings | None = None, service: Tongwen | None = None,
     from rag.api import create_api
 
     service = service or Tongwen(settings or Settings())
-    service.ensure_index()
+    service.ensure_index(show_progress=show_progress)  # `tongwen serve` shows the embedding progress bar
     service.model  # noqa: B018 - load the embedding model now, not on the first question
     app = create_api(service)
     if with_ui:
