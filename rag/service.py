@@ -82,13 +82,21 @@ class Tongwen:
 
     @property
     def snapshot(self) -> Snapshot:
+        """The current index version. Reading the CURRENT pointer on each access (one small file)
+        lets a server pick up what another process (say `tongwen ingest`) committed meanwhile."""
         snap = self._snapshot
+        if snap is not None and snap.path is not None and self._current_path() != snap.path:
+            snap = None
         if snap is None:
             with self._load_lock:
-                if self._snapshot is None:
+                current = self._snapshot
+                if current is None or (current.path is not None and self._current_path() != current.path):
                     self._snapshot = self._matching_model(load_current(self.settings.index_dir))
                 snap = self._snapshot
         return snap
+
+    def _current_path(self) -> Path | None:
+        return VersionedDir(self.settings.index_dir).current()
 
     def _matching_model(self, snap: Snapshot) -> Snapshot:
         """Refuse an index built with another embedding model: its vectors would be compared with

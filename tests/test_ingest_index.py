@@ -167,3 +167,19 @@ def test_any_emptied_index_file_is_reported_as_damaged(small: Tongwen, make_sett
                 Tongwen(make_settings(small.settings.home)).retrieve("盧森堡人口", 3)
         finally:
             (version / name).write_bytes(original)
+
+
+def test_a_running_service_sees_what_another_process_committed(tmp_path, make_settings):
+    """Two services on one index (a server, and `tongwen ingest` in another shell): a reader picks
+    up the writer's new version on its next access, without a restart."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "first.txt").write_text("盧森堡發布了第三次產業革命策略，涵蓋能源與交通。", "utf-8")
+    (docs / "second.txt").write_text("台灣的氫能示範站設在高雄，供燃料電池車加氫。", "utf-8")
+    settings = make_settings(tmp_path / "home")
+    server, other_shell = Tongwen(settings), Tongwen(settings)
+    server.ingest_paths([docs / "first.txt"])
+    assert [d["name"] for d in server.documents()] == ["first.txt"]
+    other_shell.ingest_paths([docs / "second.txt"])
+    assert sorted(d["name"] for d in server.documents()) == ["first.txt", "second.txt"]
+    assert server.retrieve("氫能示範站設在哪裡？", 1)[0]["doc"] == "second.txt"
