@@ -221,21 +221,47 @@ def _has_content(answer: str) -> bool:
     return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
+_END_MARK_CHARS = frozenset("。！？；!?;")
+_CLOSERS = frozenset("」』”’）)】〕》")
+
+
 def cite_as_streamed(pieces: Iterator[str], hits: Sequence[Hit]) -> Iterator[str]:
-    """A model's streamed text, passed on a sentence at a time with each uncited sentence cited
-    by overlap, so a streaming client sees the same [n] markers as the final answer. A sentence
-    is held until the next one starts, because a model may put its own [n] after the end mark."""
-    buffer = ""
+    """A model's streamed text, passed on as it comes, with a citation put before the end mark of
+    each sentence the model did not cite (「…的作用[1]。」), so a streaming client sees the same
+    [n] markers as the final answer. Only an end mark is held back, until the next character shows
+    whether the model cites after it (「…。[1]」) or starts a new sentence."""
+    sentence = ""  # the current sentence, already passed on (except a held end mark)
+    held = ""  # end mark, closing quotes and a citation the model may be writing after them
+
+    def close() -> str:
+        nonlocal sentence, held
+        cited = _CITATION.search(sentence + held) is not None
+        source = None if cited or not _has_content(sentence) else best_source_for(sentence, hits)
+        out = (f"[{source}]" if source is not None else "") + held
+        sentence, held = "", ""
+        return out
+
     for piece in pieces:
-        buffer += piece
-        spans = split_sentences(buffer)
-        if len(spans) < 2:
-            continue
-        done = spans[-1][0]
-        yield cite_by_overlap(buffer[:done], hits)
-        buffer = buffer[done:]
-    if buffer:
-        yield cite_by_overlap(buffer, hits)
+        out = []
+        for ch in piece:
+            if held and (ch in _END_MARK_CHARS or ch in _CLOSERS or ch == "[" or "[" in held):
+                held += ch
+                if ch == "]":  # the model's own citation after the end mark: the sentence is cited
+                    out.append(held)
+                    sentence, held = "", ""
+                continue
+            if held:
+                out.append(close())
+            if ch in _END_MARK_CHARS:
+                held = ch
+            else:
+                sentence += ch
+                out.append(ch)
+        if out:
+            yield "".join(out)
+    tail = close() if held or (sentence and not _CITATION.search(sentence)) else ""
+    if tail:
+        yield tail
 
 
 def cite_by_overlap(answer: str, hits: Sequence[Hit]) -> str:

@@ -114,11 +114,25 @@ def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
     assert cite_by_overlap(answer, hits) == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體[3]！ 最後一句"
 
 
-def test_a_streamed_answer_is_cited_a_sentence_at_a_time() -> None:
-    from rag.chain import cite_as_streamed
+def test_a_streamed_answer_is_cited_as_it_streams() -> None:
+    from rag.chain import cite_as_streamed, cite_by_overlap
 
     hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
     pieces = ["盧森堡在2016", "年發布策略。", "台灣的", "優勢是半導體", "。[3]", "還有", "呢"]
     out = list(cite_as_streamed(iter(pieces), hits))
-    assert out[0] == "盧森堡在2016年發布策略[2]。"  # held until the next sentence began
-    assert "".join(out) == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體。[3]還有呢"  # the model's own [3] kept
+    assert out[0] == "盧森堡在2016"  # passed on at once, not held for the sentence
+    assert out[1] == "年發布策略"  # only the end mark waits
+    text = "".join(out)
+    assert text == "盧森堡在2016年發布策略[2]。台灣的優勢是半導體。[3]還有呢"  # the model's own [3] kept
+    assert text == cite_by_overlap("".join(pieces), hits)  # streamed and final agree
+
+
+def test_streamed_citations_go_inside_closing_quotes_and_at_the_end() -> None:
+    from rag.chain import cite_as_streamed
+
+    hits = [hit("台灣的優勢是半導體產業。")]
+    assert "".join(cite_as_streamed(iter(["報告說「台灣的優勢是半導體。」", "完"]), hits)) == (
+        "報告說「台灣的優勢是半導體[1]。」完"
+    )
+    assert "".join(cite_as_streamed(iter(["台灣的優勢", "是半導體"]), hits)) == "台灣的優勢是半導體[1]"
+    assert "".join(cite_as_streamed(iter(["台灣[1]的優勢。"]), hits)) == "台灣[1]的優勢。"
