@@ -146,11 +146,12 @@ def summarise_answers(records: list[dict]) -> dict[str, Any]:
 def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> dict[str, Any]:
     """The support threshold that refuses the most unanswerables while wrongly refusing at most
     ``max_false_refusal`` of the answerables *in each script* (a threshold that only works for
-    Traditional questions is no good), then the fewer false refusals. A question whose asked-for
-    numbers or units no source has (``missing``) is refused at any threshold."""
+    Traditional questions is no good). Many thresholds usually do equally well; the middle of
+    that band is returned, so the nearest answerable and unanswerable questions both keep a
+    margin. A question with ``missing`` specifics is refused at any threshold."""
     scripts = sorted({r.get("script", "") for r in records})
-    best: dict[str, Any] | None = None
-    best_key = (0.0, 0.0)
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
 
     def refused(r: dict, threshold: float) -> bool:
         return bool(r.get("missing")) or r["support"] < threshold
@@ -158,21 +159,23 @@ def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> 
     def rate(rows: list[dict], threshold: float) -> float:
         return sum(refused(r, threshold) for r in rows) / max(1, len(rows))
 
-    for threshold in sorted({r["support"] for r in records}):
-        worst_false = max(
-            rate([r for r in records if r["answerable"] and r.get("script", "") == s], threshold) for s in scripts
-        )
-        refusal = rate([r for r in records if not r["answerable"]], threshold)
-        candidate = {
-            "threshold": threshold,
-            "refusal_accuracy": refusal,
-            "false_refusal_rate": rate([r for r in records if r["answerable"]], threshold),
-            "worst_script_false_refusal_rate": worst_false,
-        }
-        key = (refusal, -worst_false)
-        if worst_false <= max_false_refusal and (best is None or key > best_key):
-            best, best_key = candidate, key
-    return best or {"threshold": None}
+    def worst_false(threshold: float) -> float:
+        return max(rate([r for r in answerable if r.get("script", "") == s], threshold) for s in scripts)
+
+    # Each candidate is a support value plus a hair: "refuse below it" then refuses that question.
+    candidates = [t for t in sorted({r["support"] for r in records} | {0.0}) if worst_false(t) <= max_false_refusal]
+    if not candidates:
+        return {"threshold": None}
+    best_refusal = max(rate(unanswerable, t) for t in candidates)
+    band = [t for t in candidates if rate(unanswerable, t) == best_refusal]
+    threshold = round((band[0] + band[-1]) / 2, 3)
+    return {
+        "threshold": threshold,
+        "band": [band[0], band[-1]],
+        "refusal_accuracy": rate(unanswerable, threshold),
+        "false_refusal_rate": rate(answerable, threshold),
+        "worst_script_false_refusal_rate": worst_false(threshold),
+    }
 
 
 def _config(settings: Settings, service: Tongwen, llm: str) -> dict[str, Any]:

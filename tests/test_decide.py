@@ -101,9 +101,10 @@ def test_calibration_respects_the_false_refusal_limit_in_each_script() -> None:
 
 
 def test_calibration_without_a_feasible_threshold_says_so() -> None:
-    records = [record("trad", True, 0.1), record("trad", False, 0.9)]
-    assert calibrate_threshold(records, max_false_refusal=0.0)["threshold"] is not None
-    assert calibrate_threshold([record("trad", True, 0.1)], max_false_refusal=0.0)["refusal_accuracy"] == 0.0
+    # An answerable question refused by its missing specifics is refused at every threshold.
+    records = [record("trad", True, 0.9, ("2024",)), record("trad", False, 0.1)]
+    assert calibrate_threshold(records, max_false_refusal=0.1) == {"threshold": None}
+    assert calibrate_threshold(records, max_false_refusal=1.0)["threshold"] is not None
 
 
 def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
@@ -136,3 +137,12 @@ def test_streamed_citations_go_inside_closing_quotes_and_at_the_end() -> None:
     )
     assert "".join(cite_as_streamed(iter(["台灣的優勢", "是半導體"]), hits)) == "台灣的優勢是半導體[1]"
     assert "".join(cite_as_streamed(iter(["台灣[1]的優勢。"]), hits)) == "台灣[1]的優勢。"
+
+
+def test_calibration_returns_the_middle_of_the_equally_good_band() -> None:
+    records = [record("trad", True, 0.6)] + [record("trad", True, 0.9) for _ in range(10)]
+    records.append(record("trad", False, 0.2))
+    best = calibrate_threshold(records, max_false_refusal=0.1)
+    assert best["band"] == [0.6, 0.9]  # any threshold in (0.2, 0.9] refuses the unanswerable one
+    assert best["threshold"] == 0.75
+    assert best["refusal_accuracy"] == 1.0 and best["false_refusal_rate"] == pytest.approx(1 / 11)
