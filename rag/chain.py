@@ -31,7 +31,6 @@ from rag.store.snapshot import Snapshot
 from rag.support import content_tokens, idf, missing_specifics, support_score
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-_END_MARKS = re.compile(r"[。！？；!?;…]+$")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
 _REFUSAL_MARK = ("没有提到", "沒有提到", "无法回答", "無法回答", "未提及", "没有相关", "沒有相關")
@@ -221,7 +220,8 @@ def _has_content(answer: str) -> bool:
     return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
-_END_MARK_CHARS = frozenset("。！？；!?;")
+# Where a sentence ends (as in rag.sentences, less ASCII "..."): a citation goes before these.
+_END_MARK_CHARS = frozenset("。！？；!?;…\n")
 _CLOSERS = frozenset("」』”’）)】〕》")
 
 
@@ -265,20 +265,8 @@ def cite_as_streamed(pieces: Iterator[str], hits: Sequence[Hit]) -> Iterator[str
 
 
 def cite_by_overlap(answer: str, hits: Sequence[Hit]) -> str:
-    """Cite each uncited sentence of an answer with the source it shares the most text with,
-    before its end mark (「…發布的[1]。」); sentences the model cited itself stay as they are."""
-    out, last = [], 0
-    for start, end in split_sentences(answer):
-        sentence = answer[start:end].rstrip()
-        end = start + len(sentence)
-        body = _END_MARKS.sub("", sentence)
-        cited = _CITATION.search(sentence) is not None
-        source = best_source_for(body, hits) if _has_content(body) and not cited else None
-        if source is not None:  # a sentence sharing nothing with any source stays uncited
-            sentence = f"{body}[{source}]{sentence[len(body) :]}"
-        out.append(answer[last:start] + sentence)
-        last = end
-    return "".join(out) + answer[last:]
+    """Cite each uncited sentence of a whole answer, by the same rule as a streamed one."""
+    return "".join(cite_as_streamed(iter([answer]), hits))
 
 
 def best_source_for(text: str, hits: Sequence[Hit]) -> int | None:

@@ -25,7 +25,7 @@ from rag import __version__
 from rag.chain import AnswerChain, Reranker, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing, TongwenError
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.generate.factory import make_generator, resolve_backend
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.store.snapshot import Snapshot, load_current, save_new_version
@@ -85,14 +85,11 @@ class Tongwen:
         """The current index version. Reading the CURRENT pointer on each access (one small file)
         lets a server pick up what another process (say `tongwen ingest`) committed meanwhile."""
         snap = self._snapshot
-        if snap is not None and snap.path is not None and self._current_path() != snap.path:
-            snap = None
-        if snap is None:
-            with self._load_lock:
-                current = self._snapshot
-                if current is None or (current.path is not None and self._current_path() != current.path):
-                    self._snapshot = self._matching_model(load_current(self.settings.index_dir))
+        if snap is None or snap.path != self._current_path():
+            with self._load_lock:  # checked again: another thread may have loaded it meanwhile
                 snap = self._snapshot
+                if snap is None or snap.path != self._current_path():
+                    snap = self._snapshot = self._matching_model(load_current(self.settings.index_dir))
         return snap
 
     def _current_path(self) -> Path | None:
@@ -259,11 +256,8 @@ class Tongwen:
                 previous = None if rebuild else load_current(self.settings.index_dir)
             except IndexMissing:
                 previous = None
-            if previous is not None and previous.manifest.embedding_model != model.name:
-                raise TongwenError(
-                    f"The index was built with {previous.manifest.embedding_model!r}, the configured "
-                    f"model is {model.name!r}. Re-index with `tongwen ingest --rebuild PATH`."
-                )
+            if previous is not None:
+                self._matching_model(previous)
             snapshot, report = ingest_sources(
                 list(sources), previous, model, self.settings, delete, show_progress, log.info
             )

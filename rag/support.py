@@ -84,9 +84,10 @@ def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list
     numbers = [n.replace(",", "") for n in _NUMBER.findall(asked)]
     wanted = [n for n in numbers if len(n) >= 2] + _UNIT.findall(asked)
     missing = [w for w in dict.fromkeys(wanted) if w not in text]
-    subjects = [asked_about(v) for v in query.variants]
-    if subjects[0] and all(s is not None and s not in text for s in subjects):
-        missing.append(subjects[0])
+    subject = asked_about(query.variants[0])
+    # Tag the other variants only when the first one's noun is absent (jieba tagging is the cost).
+    if subject and subject not in text and all((s := asked_about(v)) and s not in text for v in query.variants[1:]):
+        missing.append(subject)
     return missing
 
 
