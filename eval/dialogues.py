@@ -168,8 +168,15 @@ def dialogue_problems(dialogues: list[Dialogue], corpus_dir: Path) -> list[str]:
             if text is None:
                 problems.append(f"{where}: document {turn.doc} not found in {corpus_dir}")
                 continue
-            problems += [f"{where}: evidence not found in {turn.doc}: {q}" for q in turn.evidence if compact(q) not in text]
-            quoted = "".join(compact(q) for q in turn.evidence)
-            problems += [f"{where}: fact {f!r} is in none of its evidence quotes" for f in turn.answer_facts
-                         if compact(f) not in quoted]
+            quotes = [compact(q) for q in turn.evidence]
+            problems += [
+                f"{where}: evidence not found in {turn.doc}: {q}"
+                for q, c in zip(turn.evidence, quotes, strict=True)
+                if c not in text
+            ]
+            problems += [
+                f"{where}: fact {f!r} is in none of its evidence quotes"
+                for f in turn.answer_facts
+                if not any(compact(f) in c for c in quotes)
+            ]
     return problems

@@ -58,8 +58,10 @@ def dialogue_strata(record: dict) -> tuple[str, str]:
 
 def _rewrite(path: Path, splits: dict[str, str]) -> None:
     records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    lines = [json.dumps({**{k: v for k, v in r.items() if k != "split"}, "split": splits[r["id"]]}, ensure_ascii=False)
-             for r in records]
+    lines = [
+        json.dumps({**{k: v for k, v in r.items() if k != "split"}, "split": splits[r["id"]]}, ensure_ascii=False)
+        for r in records
+    ]
     path.write_text("\n".join(lines) + "\n", "utf-8")
 
 
