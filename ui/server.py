@@ -41,5 +41,6 @@ def create_app(
 
         from ui.chat import build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(service), path="/")
+        # Gradio stores every file sent to /gradio_api/upload before any event sees it: cap it like REST.
+        app = gr.mount_gradio_app(app, build_ui(service), path="/", max_file_size=service.settings.max_upload_bytes)
     return app
