@@ -22,10 +22,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, File, Header, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
 from ingest.load import SUPPORTED_SUFFIXES
 from ingest.pipeline import IngestReport, Source, last_of_each_name
@@ -406,6 +404,7 @@ def create_api(service: Tongwen) -> FastAPI:
         return {"deleted": report.deleted, "documents": service.documents()}
 
     api.include_router(router)
-    api.add_middleware(MethodGuard, routes=lambda: [r for r in api.routes if isinstance(r, APIRoute | Route)])
+    # The router's own routes: `api.routes` may wrap them (FastAPI's included-router entries).
+    api.add_middleware(MethodGuard, routes=lambda: router.routes)
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths=JSON_ROUTES)
     return api
