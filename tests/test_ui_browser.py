@@ -203,6 +203,12 @@ def test_upload_adds_document_and_delete_removes_it(page, tmp_path: Path) -> Non
     page.locator("#delete-doc input").click()
     page.get_by_role("option", name=name).click()
     page.locator("#delete").click()
+    # The first click only asks: nothing is deleted until 確認刪除.
+    confirm = page.locator("#confirm-delete")
+    confirm.wait_for(state="visible")
+    assert "確定要刪除" in page.locator("#upload-status").inner_text()
+    assert name in table.inner_text()
+    confirm.click()
     page.wait_for_function(
         "name => !document.querySelector('#documents')?.innerText.includes(name)", arg=name, timeout=60_000
     )
