@@ -105,3 +105,47 @@ class MethodGuard:
                 await send_json_error(send, 405, "MethodNotAllowed", message, {"Allow": methods})
                 return
         await self.app(scope, receive, send)
+
+
+class UploadGate:
+    """With an API key set, Gradio's temporary upload route needs it too.
+
+    Gradio stores a file sent to ``/gradio_api/upload`` in its temp folder before any event handler
+    runs, so checking the key in the handler alone would still let anyone fill the disk. The key
+    comes as ``Authorization: Bearer`` (scripts, ``gradio_client``) or as the ``tongwen_key``
+    session cookie the UI sets when the 管理金鑰 field is filled in.
+    """
+
+    COOKIE = "tongwen_key"
+
+    def __init__(self, app: ASGIApp, allowed: Callable[[str | None], bool], suffix: str = "/gradio_api/upload") -> None:
+        self.app, self.allowed, self.suffix = app, allowed, suffix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith(self.suffix):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+            if not self.allowed(self._key(headers)):
+                message = (
+                    "需要管理金鑰才能上傳文件：請先在「管理金鑰」欄輸入金鑰。"
+                    " Uploads need `Authorization: Bearer <TONGWEN_API_KEY>`."
+                )
+                await send_json_error(send, 401, "Unauthorized", message)
+                return
+        await self.app(scope, receive, send)
+
+    def _key(self, headers: dict[str, str]) -> str | None:
+        from http.cookies import SimpleCookie
+        from urllib.parse import unquote
+
+        from rag.auth import bearer_token
+
+        token = bearer_token(headers.get("authorization"))
+        if token:
+            return token
+        cookies: SimpleCookie = SimpleCookie()
+        try:
+            cookies.load(headers.get("cookie", ""))
+        except Exception:  # a malformed cookie header is simply no key
+            return None
+        morsel = cookies.get(self.COOKIE)
+        return unquote(morsel.value) if morsel else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -71,10 +72,27 @@ def doc_id(url: str, name: str) -> str:
     return next(d["doc_id"] for d in httpx.get(f"{url}/api/documents").json()["documents"] if d["name"] == name)
 
 
-def gradio(url: str):
+def gradio(url: str, headers: dict[str, str] | None = None):
     from gradio_client import Client
 
-    return Client(url + "/", verbose=False, download_files=False)
+    return Client(url + "/", verbose=False, download_files=False, headers=headers)
+
+
+def raw_queue_call(url: str, api_name: str, data: list) -> list:
+    """Call a Gradio event the way the page's JavaScript does: join the queue, read the SSE stream."""
+    config = httpx.get(f"{url}/config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    session = uuid.uuid4().hex
+    join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    httpx.post(f"{url}/gradio_api/queue/join", json=join).raise_for_status()
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    assert message.get("success"), message
+                    return message["output"]["data"]
+    raise AssertionError("the queue never completed the call")
 
 
 # -- part 1: the key ------------------------------------------------------------------------------
@@ -102,26 +120,41 @@ def test_gradio_upload_and_delete_refuse_without_the_key(url, tmp_path: Path):
     path = tmp_path / "bypass.txt"
     path.write_text("花蓮的無人分行以人臉辨識核對客戶身分。", "utf-8")
     client = gradio(url)
-    status, *_ = client.predict([handle_file(str(path))], api_name="/upload")
+    with pytest.raises(httpx.HTTPStatusError, match="401"):  # the temporary upload is refused first
+        client.predict([handle_file(str(path))], api_name="/upload")
+    # A file already on the server (uploaded with the key) still cannot be ingested without it:
+    # the event handler checks the key itself, so the Gradio API and raw queue calls are covered.
+    stored = httpx.post(f"{url}/gradio_api/upload", files={"files": ("bypass.txt", path.read_bytes())}, headers=auth())
+    server_file = {"path": stored.json()[0], "orig_name": "bypass.txt", "meta": {"_type": "gradio.FileData"}}
+    status, *_ = raw_queue_call(url, "upload", [[server_file], ""])
     assert "需要管理金鑰" in status and "bypass.txt" not in names(url)
-    status, *_ = client.predict([handle_file(str(path))], "wrong", api_name="/upload")
+    status, *_ = raw_queue_call(url, "upload", [[server_file], "wrong"])
     assert "金鑰不正確" in status and "bypass.txt" not in names(url)
-    status, *_ = client.predict([handle_file(str(path))], KEY, api_name="/upload")
+    keyed = gradio(url, auth())  # its Authorization header opens the temporary upload only
+    status, *_ = keyed.predict([handle_file(str(path))], KEY, api_name="/upload")
     assert "新增" in status and "bypass.txt" in names(url)
 
-    target = doc_id(url, "bypass.txt")
-    status, *_ = client.predict(target, api_name="/delete")
+    target = doc_id(url, "bypass.txt")  # in this session's dropdown since the upload refreshed it
+    status, *_ = keyed.predict(target, api_name="/delete")
     assert "需要管理金鑰" in status and "bypass.txt" in names(url)
-    status, *_ = client.predict(target, "wrong", api_name="/delete")
+    status, *_ = keyed.predict(target, "wrong", api_name="/delete")
     assert "金鑰不正確" in status and "bypass.txt" in names(url)
-    status, *_ = client.predict(target, KEY, api_name="/delete")
+    status, *_ = raw_queue_call(url, "delete", [doc_id(url, "lux.txt"), ""])  # a fresh session's choice
+    assert "需要管理金鑰" in status and "lux.txt" in names(url)
+    status, *_ = keyed.predict(target, KEY, api_name="/delete")
     assert "已刪除" in status and "bypass.txt" not in names(url)
 
 
-def test_gradio_temporary_upload_has_the_rest_size_limit(url):
-    small = httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.txt", b"x" * 1000, "text/plain")})
-    assert small.status_code == 200, small.text
-    big = httpx.post(f"{url}/gradio_api/upload", files={"files": ("b.txt", b"x" * (UPLOAD_LIMIT + 1), "text/plain")})
+def test_gradio_temporary_upload_needs_the_key_and_has_the_rest_size_limit(url):
+    def upload(size: int, **kwargs) -> httpx.Response:
+        return httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.txt", b"x" * size, "text/plain")}, **kwargs)
+
+    refused = upload(1000)
+    assert refused.status_code == 401 and "管理金鑰" in refused.json()["error"]["message"]
+    assert upload(1000, headers=auth("wrong")).status_code == 401
+    assert upload(1000, headers=auth(scheme="bearer")).status_code == 200
+    assert upload(1000, cookies={"tongwen_key": KEY}).status_code == 200  # what the UI's key field sets
+    big = upload(UPLOAD_LIMIT + 1, headers=auth())
     assert big.status_code == 413, (big.status_code, big.text[:300])
 
 

@@ -108,6 +108,11 @@ def history_for_service(chat: Sequence[Mapping[str, Any]] | None, max_chars: int
     return out
 
 
+# A session cookie (no expiry: gone when the browser closes) for rag.guards.UploadGate.
+KEY_COOKIE_JS = (
+    "(key) => { document.cookie = 'tongwen_key=' + encodeURIComponent(key || '')"
+    " + '; path=/; SameSite=Strict'; return []; }"
+)
 WRITE_KEY_MISSING = "需要管理金鑰才能上傳或刪除文件：請在「管理金鑰」欄輸入伺服器設定的 TONGWEN_API_KEY。"
 WRITE_KEY_WRONG = "管理金鑰不正確，無法上傳或刪除文件。請確認後重新輸入。"
 READ_KEY_MISSING = "這個伺服器需要存取金鑰才能提問：請在「存取金鑰」欄輸入 TONGWEN_READ_KEY（或管理金鑰）。"
@@ -491,6 +496,8 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         files.upload(
             upload, [files, admin_key], [status, files, documents, to_delete], api_name="upload", concurrency_id="write"
         )
+        # Gradio's upload route (before the event) checks the key too: keep it in a session cookie.
+        admin_key.change(None, [admin_key], None, js=KEY_COOKIE_JS, api_visibility="private")
         confirming = [confirm_btn, cancel_btn]
         delete_btn.click(ask_to_confirm, [to_delete], [status, *confirming], api_visibility="private")
         cancel_btn.click(cancel_delete, None, [status, *confirming], api_visibility="private")
