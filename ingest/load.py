@@ -19,6 +19,7 @@ import io
 import logging
 import math
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -325,11 +326,43 @@ def _load_pdf(data: bytes, name: str) -> tuple[str, str | None, list[int] | None
 _HEADING_STYLE = re.compile(r"(?:heading|標題|标题)\s*(\d)", re.IGNORECASE)
 
 
+# A .docx is a zip: a few KB can unpack to gigabytes ("zip bomb"), and python-docx parses every XML
+# part into an lxml tree (about 30 bytes of RAM per byte of XML). These caps are checked from the zip
+# directory before anything is unpacked; a real Word document stays far below them (a 300-page
+# report has ~3 MB of XML; pictures are stored, not parsed).
+DOCX_MAX_MEMBERS = 2000
+DOCX_MAX_XML_BYTES = 8 * 1024 * 1024
+DOCX_MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+
+
+def check_docx_archive(data: bytes, name: str) -> None:
+    """Refuse a .docx whose zip directory promises too many members or too many unpacked bytes."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CorruptDocument(f"{name} could not be read as a Word (.docx) file ({reason}).") from exc
+    if len(members) > DOCX_MAX_MEMBERS:
+        raise DocumentTooLarge(
+            f"{name} holds {len(members)} parts; a Word file may hold at most {DOCX_MAX_MEMBERS}. "
+            "Save it again from Word, or as PDF or text."
+        )
+    xml = sum(m.file_size for m in members if m.filename.lower().endswith((".xml", ".rels")))
+    unpacked = sum(m.file_size for m in members)
+    if xml > DOCX_MAX_XML_BYTES or unpacked > DOCX_MAX_UNPACKED_BYTES:
+        raise DocumentTooLarge(
+            f"{name} unpacks to {unpacked / 1e6:.1f} MB ({xml / 1e6:.1f} MB of XML); the limits are "
+            f"{DOCX_MAX_UNPACKED_BYTES / 1e6:.0f} MB and {DOCX_MAX_XML_BYTES / 1e6:.0f} MB of XML. "
+            "Split the document or upload it as PDF or text."
+        )
+
+
 def _load_docx(data: bytes, name: str) -> tuple[str, str | None, list[int] | None]:
     """Paragraphs and tables in document order; 'Heading N' styles become markdown headings."""
     import docx
     from docx.table import Table
 
+    check_docx_archive(data, name)
     try:
         document = docx.Document(io.BytesIO(data))
         lines: list[str] = []

@@ -9,6 +9,7 @@ version (the service swaps snapshots by reference).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -27,7 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ingest.load import SUPPORTED_SUFFIXES
 from ingest.pipeline import IngestReport, Source, last_of_each_name
 from rag import __version__
-from rag.errors import DocumentTooLarge, TongwenError, UnsupportedFileType
+from rag.auth import bearer_token, may_read, may_write
+from rag.config import Settings
+from rag.errors import DocumentTooLarge, InvalidText, RequestTooLarge, TongwenError, UnsupportedFileType
+from rag.guards import BodyLimit, MethodGuard
 from rag.service import Tongwen
 
 log = logging.getLogger(__name__)
@@ -40,9 +44,13 @@ class Message(BaseModel):
     content: str | list[dict[str, Any]]
 
     def text(self) -> str:
+        """The message's text; a ``text`` part whose text is not a string is an error, not "None"."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        texts = [p.get("text") for p in self.content if p.get("type") == "text"]
+        if any(not isinstance(t, str) for t in texts):
+            raise InvalidText('A content part of type "text" needs a string "text" field.')
+        return "".join(texts)
 
 
 class RetrieveRequest(BaseModel):
@@ -56,6 +64,34 @@ class AskRequest(BaseModel):
     history: list[Message] = Field(default_factory=list)
     llm: Backend | None = None
     stream: bool = False
+
+
+MODEL_NAMES: dict[str, str | None] = {
+    "tongwen": None,
+    "tongwen-auto": "auto",
+    "tongwen-extractive": "extractive",
+    "tongwen-local": "local",
+    "tongwen-openai": "openai",
+}
+"""The model names ``/v1/models`` lists and the backend each picks; no other name is accepted."""
+
+JSON_ROUTES = ("/api/retrieve", "/api/ask", "/v1/chat/completions")
+"""Routes whose bodies ``max_request_bytes`` caps (uploads have their own limits)."""
+
+
+def checked_history(history: list[dict[str, str]], settings: Settings) -> list[dict[str, str]]:
+    """The history, refused (413) when it is longer than ``max_history_chars`` all together.
+
+    Refused rather than cut: a client that sends a long conversation should learn that most of it
+    was not read, and trimming it silently would change what a follow-up question means.
+    """
+    size = sum(len(turn["content"]) for turn in history)
+    if size > settings.max_history_chars:
+        raise RequestTooLarge(
+            f"The conversation history has {size} characters; the limit is {settings.max_history_chars} "
+            "(TONGWEN_MAX_HISTORY_CHARS). Send only the last turns."
+        )
+    return history
 
 
 class ChatRequest(BaseModel):
@@ -75,19 +111,39 @@ MAX_NAME_CHARS = 200
 MAX_SUFFIX_CHARS = 16  # ".markdown" fits; a longer "suffix" is part of the name, not a file type
 
 
-def safe_filename(name: str | None) -> str:
-    """A file name that cannot climb out of the upload folder or carry control characters.
+def safe_filename(name: str | None, data: bytes = b"") -> str:
+    """A file name that cannot climb out of the upload folder or carry control or bidi characters.
 
-    Long names are cut in the stem, not at the end: the suffix decides the file type, so cutting
-    it would turn a valid upload into an "unsupported type" refusal.
+    Format characters (Unicode category Cf: right-to-left overrides, zero-width joiners …) are
+    dropped, since they make a name display differently from what it is ("txt.exe" shown as
+    "exe.txt"). Long names are cut in the stem, not at the end: the suffix decides the file type,
+    so cutting it would turn a valid upload into an "unsupported type" refusal. A name that is
+    empty, or only a suffix (".txt"), is named after the content's hash (``upload-1a2b3c4d.txt``),
+    so two nameless uploads never silently replace each other.
     """
     base = unicodedata.normalize("NFC", (name or "").replace("\\", "/").rsplit("/", 1)[-1])
-    base = _LEADING_DOTS_AND_SPACES.sub("", _UNSAFE_NAME.sub("_", base).strip())
+    base = "".join(c for c in base if unicodedata.category(c) != "Cf")
+    base = _UNSAFE_NAME.sub("_", base).strip()
+    stripped = _LEADING_DOTS_AND_SPACES.sub("", base)
+    suffix_only = stripped and base.startswith(".") and "." not in stripped and len(stripped) <= MAX_SUFFIX_CHARS
+    if not stripped or suffix_only:
+        suffix = "." + stripped.lower() if suffix_only else ".txt"
+        return f"upload-{hashlib.sha256(data).hexdigest()[:8]}{suffix}"
+    base = stripped
     if len(base) > MAX_NAME_CHARS:
         stem, dot, suffix = base.rpartition(".")
         keep = dot + suffix if stem and 0 < len(suffix) <= MAX_SUFFIX_CHARS else ""
         base = base[: MAX_NAME_CHARS - len(keep)].rstrip(" .") + keep
-    return base or "upload.txt"
+    return base
+
+
+def _upload_name(upload: UploadFile, settings: Settings) -> str:
+    """The safe name of an upload; a nameless one is named after its content (read, then rewound)."""
+    if safe_filename(upload.filename).startswith("upload-"):
+        data = upload.file.read(settings.max_upload_bytes + 1)
+        upload.file.seek(0)
+        return safe_filename(upload.filename, data)
+    return safe_filename(upload.filename)
 
 
 def _read_upload(name: str, upload: UploadFile, max_bytes: int) -> Source:
@@ -154,8 +210,14 @@ def create_api(service: Tongwen) -> FastAPI:
         return _error(500, "InternalError", f"Internal error ({type(exc).__name__}); see the server log.")
 
     def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
-        if settings.api_key and authorization != f"Bearer {settings.api_key}":
+        if not may_write(settings, bearer_token(authorization)):
             raise HTTPException(401, "This endpoint needs `Authorization: Bearer <TONGWEN_API_KEY>`.")
+
+    def require_read_key(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not may_read(settings, bearer_token(authorization)):
+            raise HTTPException(401, "Questions need `Authorization: Bearer <TONGWEN_READ_KEY>` on this server.")
+
+    reading = [Depends(require_read_key)]
 
     router = APIRouter()
 
@@ -172,16 +234,16 @@ def create_api(service: Tongwen) -> FastAPI:
             return JSONResponse(status_code=503, content={"status": "degraded", **info, "error": problem})
         return {"status": "ok", **info}
 
-    @router.post("/api/retrieve", tags=["qa"])
+    @router.post("/api/retrieve", tags=["qa"], dependencies=reading)
     def retrieve(body: RetrieveRequest) -> dict[str, Any]:
         """Hybrid search only: the chunks a question would be answered from."""
         return {"hits": service.retrieve(body.query, body.top_k)}
 
-    @router.post("/api/ask", tags=["qa"], response_model=None)
+    @router.post("/api/ask", tags=["qa"], response_model=None, dependencies=reading)
     def ask(body: AskRequest) -> dict[str, Any] | StreamingResponse:
         """Answer with citations. With `stream: true`, Server-Sent Events: `question`, `token`…,
         then `final` carrying the checked answer, sources and citations."""
-        history = [{"role": m.role, "content": m.text()} for m in body.history]
+        history = checked_history([{"role": m.role, "content": m.text()} for m in body.history], settings)
         if not body.stream:
             return service.ask(body.question, history, body.top_k, body.llm)
         events = service.ask_stream(body.question, history, body.top_k, body.llm)
@@ -197,15 +259,14 @@ def create_api(service: Tongwen) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    @router.get("/v1/models", tags=["openai"])
+    @router.get("/v1/models", tags=["openai"], dependencies=reading)
     def models() -> dict[str, Any]:
-        names = ["tongwen", "tongwen-extractive", "tongwen-local", "tongwen-openai"]
         return {
             "object": "list",
-            "data": [{"id": n, "object": "model", "owned_by": "tongwen"} for n in names],
+            "data": [{"id": n, "object": "model", "owned_by": "tongwen"} for n in MODEL_NAMES],
         }
 
-    @router.post("/v1/chat/completions", tags=["openai"], response_model=None)
+    @router.post("/v1/chat/completions", tags=["openai"], response_model=None, dependencies=reading)
     def chat(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
         """OpenAI-compatible chat. The model name picks the backend (`tongwen-extractive` …);
         the reply carries `[n]` markers, a sources footer, and extra `sources`/`citations` fields."""
@@ -213,10 +274,10 @@ def create_api(service: Tongwen) -> FastAPI:
         if not turns or turns[-1].role != "user":
             raise TongwenError("The last message must be the user's question.")
         question = turns[-1].text()
-        history = [{"role": m.role, "content": m.text()} for m in turns[:-1]]
-        backend = body.model.removeprefix("tongwen").lstrip("-") or None
-        if backend not in (None, "auto", "extractive", "local", "openai"):
-            raise TongwenError(f"Unknown model {body.model!r}; see GET /v1/models.")
+        history = checked_history([{"role": m.role, "content": m.text()} for m in turns[:-1]], settings)
+        if body.model not in MODEL_NAMES:
+            raise TongwenError(f"Unknown model {body.model!r}; use one of {', '.join(MODEL_NAMES)} (GET /v1/models).")
+        backend = MODEL_NAMES[body.model]
         created, cid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
         base = {"id": cid, "created": created, "model": body.model}
         if not body.stream:
@@ -291,7 +352,18 @@ def create_api(service: Tongwen) -> FastAPI:
         bad ones are listed under `failed` with their own status; only when every file fails is the
         answer an error: 413 all too large, 415 all unsupported, 422 unreadable (or mixed reasons).
         A name given twice counts once: the last copy wins and the name is listed in `duplicates`."""
-        named, duplicates = last_of_each_name(((safe_filename(f.filename), f) for f in files), lambda nf: nf[0])
+        if len(files) > settings.max_upload_files:
+            raise RequestTooLarge(
+                f"{len(files)} files in one request; the limit is {settings.max_upload_files} "
+                "(TONGWEN_MAX_UPLOAD_FILES). Upload them in several requests."
+            )
+        total = sum(f.size or 0 for f in files)
+        if total > settings.max_upload_total_bytes:
+            raise RequestTooLarge(
+                f"The files of this request have {total} bytes together; the limit is "
+                f"{settings.max_upload_total_bytes} (TONGWEN_MAX_UPLOAD_TOTAL_BYTES). Upload them in several requests."
+            )
+        named, duplicates = last_of_each_name(((_upload_name(f, settings), f) for f in files), lambda nf: nf[0])
         sources: list[Source] = []
         failed: list[dict[str, Any]] = []
         for name, upload in named:
@@ -332,4 +404,7 @@ def create_api(service: Tongwen) -> FastAPI:
         return {"deleted": report.deleted, "documents": service.documents()}
 
     api.include_router(router)
+    # The router's own routes: `api.routes` may wrap them (FastAPI's included-router entries).
+    api.add_middleware(MethodGuard, routes=lambda: router.routes)
+    api.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths=JSON_ROUTES)
     return api

@@ -20,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from rag.condense import condense_by_rules, history_text, last_user_message
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel
-from rag.errors import EmptyQuestion, QuestionTooLong
+from rag.errors import EmptyQuestion, InvalidText, QuestionTooLong
 from rag.generate.base import AnswerRequest, GenerationError, Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.normalise import Script, compact, detect_script, to_script
@@ -59,8 +59,12 @@ class Turn:
 
 
 def clean_question(text: str, limit: int) -> str:
-    """Reject empty or over-long questions with a clear error; drop unpaired surrogates."""
-    text = _SURROGATES.sub("", text or "").replace("\x00", "").strip()
+    """Reject empty, over-long or invalid (lone-surrogate) questions with a clear error."""
+    if _SURROGATES.search(text or ""):
+        raise InvalidText(
+            "The question is not valid Unicode (it holds a lone surrogate such as \\ud800); send UTF-8 text."
+        )
+    text = (text or "").replace("\x00", "").strip()
     if not text:
         raise EmptyQuestion("The question is empty.")
     if len(text) > limit:

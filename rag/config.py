@@ -75,8 +75,23 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=384, ge=16, description="Most tokens an answer may have.")
     max_question_chars: int = Field(default=2000, ge=1, description="Longer questions are rejected.")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Largest upload.")
+    max_upload_files: int = Field(default=20, ge=1, description="Most files in one upload request.")
+    max_upload_total_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1, description="Most bytes of all files in one upload request together."
+    )
+    max_history_chars: int = Field(
+        default=20_000, ge=0, description="Most characters the conversation history of one question may have (413)."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body (413); uploads have their own limits."
+    )
     api_key: str | None = Field(
-        default=None, description="When set, write endpoints need `Authorization: Bearer <key>`."
+        default=None,
+        description="When set, every write (REST, UI, Gradio API) needs it: `Authorization: Bearer <key>`.",
+    )
+    read_key: str | None = Field(
+        default=None,
+        description="When set, questions (REST, `/v1`, UI chat) need it too; the API key also works.",
     )
     host: str = Field(default="127.0.0.1", description="Address `tongwen serve` binds.")
     port: int = Field(default=8000, description="Port `tongwen serve` binds.")

@@ -66,3 +66,15 @@ class ModelUnavailable(TongwenError):
     """A model cannot be prepared or loaded offline."""
 
     http_status = 503
+
+
+class InvalidText(TongwenError):
+    """Text that is not valid Unicode (a lone surrogate) or not text at all (a null content part)."""
+
+    http_status = 422
+
+
+class RequestTooLarge(TongwenError):
+    """A request body, a conversation history or an upload batch over its configured limit."""
+
+    http_status = 413

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from openai import OpenAI
 
 from rag.api import create_api, safe_filename
+from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.service import Tongwen
 from tests.servers import serve
@@ -156,7 +156,9 @@ def test_upload_name_is_sanitised(write_url):
         ("../../etc/evil\x07.txt", "evil_.txt"),
         ("..\\win\\a.md", "a.md"),
         ("...hidden.txt", "hidden.txt"),
-        ("", "upload.txt"),
+        ("", "upload-e3b0c442.txt"),  # named after the (here empty) content
+        (".txt", "upload-e3b0c442.txt"),  # only a suffix: still a .txt upload
+        ("\u202etxt.exe", "txt.exe"),  # bidi and other format characters are dropped
         (" . .hidden.md", "hidden.md"),
         ("a" * 300, "a" * 200),
         ("長" * 220 + ".txt", "長" * 196 + ".txt"),  # cut in the stem: the suffix is the file type
@@ -282,7 +284,7 @@ def test_twenty_concurrent_questions_all_succeed(url):
 class BrokenService:
     """Fails the way a bug or a lost model would, after a stream has already started."""
 
-    settings = SimpleNamespace(api_key=None, max_upload_bytes=1000)
+    settings = Settings(_env_file=None, max_upload_bytes=1000)
 
     def retrieve(self, query: str, top_k: int) -> list:
         raise RuntimeError("/private/path/secret exploded")

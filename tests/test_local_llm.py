@@ -194,13 +194,23 @@ def test_streaming_answer(server: LocalLLMServer, http: httpx.Client) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_signals_still_reach_python(server: LocalLLMServer, http: httpx.Client) -> None:
-    """xllamacpp 0.2.x installs its own SIGINT/SIGTERM handlers; start() must undo that."""
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(50):
-            time.sleep(0.01)
-    assert http.get(server.address + "/health").status_code == 200
+def test_signals_still_reach_python(gguf_path: Path, http: httpx.Client) -> None:
+    """xllamacpp 0.2.x installs its own SIGINT/SIGTERM handlers; start() must undo that.
+
+    The test sets up the condition it checks: Python's own SIGINT handler is installed before a
+    server of its own starts (a shell starts background jobs with SIGINT ignored, and then Python
+    installs no KeyboardInterrupt handler at all, so the session's server proves nothing).
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with LocalLLMServer(gguf_path, threads=THREADS, context=512) as own:
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(50):
+                    time.sleep(0.01)
+            assert http.get(own.address + "/health").status_code == 200
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- the real generation path: the answer chain with the local backend ---------------------------

@@ -203,7 +203,61 @@ def test_upload_adds_document_and_delete_removes_it(page, tmp_path: Path) -> Non
     page.locator("#delete-doc input").click()
     page.get_by_role("option", name=name).click()
     page.locator("#delete").click()
+    # The first click only asks: nothing is deleted until 確認刪除.
+    confirm = page.locator("#confirm-delete")
+    confirm.wait_for(state="visible")
+    assert "確定要刪除" in page.locator("#upload-status").inner_text()
+    assert name in table.inner_text()
+    confirm.click()
     page.wait_for_function(
         "name => !document.querySelector('#documents')?.innerText.includes(name)", arg=name, timeout=60_000
     )
     assert "已刪除" in page.locator("#upload-status").inner_text()
+
+
+@pytest.fixture(scope="module")
+def keyed_url(tmp_path_factory: pytest.TempPathFactory, make_settings) -> Iterator[str]:
+    """A server with TONGWEN_API_KEY set: the document panel asks for the key."""
+    from rag.service import Tongwen
+    from tests.servers import serve
+    from ui.server import create_app
+
+    corpus = tmp_path_factory.mktemp("ui-keyed-corpus")
+    shutil.copy(PROJECT_ROOT / "data" / "corpus" / CORPUS_SLICE[0], corpus / CORPUS_SLICE[0])
+    service = Tongwen(make_settings(tmp_path_factory.mktemp("ui-keyed"), corpus_dir=corpus, api_key=KEY))
+    with serve(create_app(service=service)) as url:
+        yield url
+
+
+KEY = "ui-s3cret"
+
+
+def test_with_a_key_the_ui_asks_for_it_before_uploading(browser, keyed_url: str, tmp_path: Path) -> None:
+    doc = tmp_path / "金鑰測試.txt"
+    doc.write_text("同文金鑰測試：臺東的池上米以稻米品質聞名。\n", encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-TW")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(keyed_url + "/")
+        key_box = page.locator("#admin-key input")
+        key_box.wait_for()
+        assert key_box.get_attribute("type") == "password"
+
+        key_box.fill("wrong")  # a wrong key: the upload is refused, nothing is indexed
+        key_box.press("Tab")
+        page.locator("#upload input[type=file]").set_input_files(str(doc))
+        page.wait_for_timeout(3000)
+        assert doc.name not in page.locator("#documents").inner_text()
+
+        page.reload()
+        key_box = page.locator("#admin-key input")
+        key_box.fill(KEY)
+        key_box.press("Tab")
+        page.locator("#upload input[type=file]").set_input_files(str(doc))
+        page.wait_for_function(
+            "name => document.querySelector('#documents')?.innerText.includes(name)", arg=doc.name, timeout=90_000
+        )
+        assert "新增" in page.locator("#upload-status").inner_text()
+    finally:
+        context.close()

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from ingest.pipeline import Source
+from rag.auth import may_read, may_write
 from rag.errors import TongwenError
 from rag.service import Tongwen
 
@@ -84,15 +85,51 @@ def message_text(content: Any) -> str:
     return str(content)
 
 
-def history_for_service(chat: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]]:
-    """The conversation as the service wants it: [{"role", "content": str}], text turns only."""
+def history_for_service(chat: Sequence[Mapping[str, Any]] | None, max_chars: int | None = None) -> list[dict[str, str]]:
+    """The conversation as the service wants it: [{"role", "content": str}], text turns only.
+
+    With ``max_chars``, only the latest turns that fit in it: the UI's own conversation grows turn by
+    turn (the API refuses an over-long history instead, see ``rag.api.checked_history``).
+    """
     out = []
     for message in chat or []:
         role = message.get("role")
         text = message_text(message.get("content")).strip()
         if role in ("user", "assistant") and text:
             out.append({"role": role, "content": text})
+    if max_chars is not None:
+        kept, size = [], 0
+        for turn in reversed(out):
+            size += len(turn["content"])
+            if size > max_chars:
+                break
+            kept.append(turn)
+        out = kept[::-1]
     return out
+
+
+# A session cookie (no expiry: gone when the browser closes) for rag.guards.UploadGate.
+KEY_COOKIE_JS = (
+    "(key) => { document.cookie = 'tongwen_key=' + encodeURIComponent(key || '')"
+    " + '; path=/; SameSite=Strict'; return []; }"
+)
+WRITE_KEY_MISSING = "需要管理金鑰才能上傳或刪除文件：請在「管理金鑰」欄輸入伺服器設定的 TONGWEN_API_KEY。"
+WRITE_KEY_WRONG = "管理金鑰不正確，無法上傳或刪除文件。請確認後重新輸入。"
+READ_KEY_MISSING = "這個伺服器需要存取金鑰才能提問：請在「存取金鑰」欄輸入 TONGWEN_READ_KEY（或管理金鑰）。"
+READ_KEY_WRONG = "存取金鑰不正確，無法提問。請確認後重新輸入。"
+
+
+def write_refusal(settings: Any, key: str | None) -> str | None:
+    """The Chinese message explaining why a write is refused, or None when it may proceed."""
+    if may_write(settings, key):
+        return None
+    return WRITE_KEY_WRONG if key else WRITE_KEY_MISSING
+
+
+def read_refusal(settings: Any, key: str | None) -> str | None:
+    if may_read(settings, key):
+        return None
+    return READ_KEY_WRONG if key else READ_KEY_MISSING
 
 
 def highlight(text: str, quote: str | None) -> str:
@@ -215,11 +252,11 @@ def report_text(report: Any, rejected: Mapping[str, str] | None = None) -> str:
     return "　\n".join(parts) or "沒有變更。"
 
 
-def upload_name(path: str) -> str:
+def upload_name(path: str, data: bytes = b"") -> str:
     """The uploaded file's own name (Gradio keeps it as the temp file's base name), made safe."""
     from rag.api import safe_filename
 
-    return safe_filename(Path(path).name)
+    return safe_filename(Path(path).name, data)
 
 
 # -- the UI ---------------------------------------------------------------------------------
@@ -232,6 +269,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         panels: dict[int, str] | None,
         backend: str,
         top_k: float,
+        read_key: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         chat = list(chat or [])
         panels = dict(panels or {})
@@ -239,8 +277,12 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         if not question:
             yield chat, gr.skip(), message, panels
             return
-        history = history_for_service(chat)
         turn = sum(1 for m in chat if m.get("role") == "user") + 1
+        refusal = read_refusal(settings, read_key)
+        if refusal:
+            yield chat, error_panel(refusal, turn), message, panels
+            return
+        history = history_for_service(chat, settings.max_history_chars)
         chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
         at = len(chat) - 1
         pending = render_sources({}, state="pending", turn=turn)
@@ -280,18 +322,32 @@ def build_ui(service: Tongwen) -> gr.Blocks:
     def refresh() -> tuple[Any, ...]:
         return document_rows(service), gr.update(choices=document_choices(service), value=None)
 
-    def upload(files: list[str] | None, progress: gr.Progress = INGEST_PROGRESS) -> tuple[Any, ...]:
+    def upload(
+        files: list[str] | None, key: str | None = None, progress: gr.Progress = INGEST_PROGRESS
+    ) -> tuple[Any, ...]:
+        """Checks the key itself (not only the page): the Gradio API and raw queue calls end here too."""
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        refusal = write_refusal(settings, key)
+        if refusal:
+            return f"**上傳失敗**：{refusal}", None, *refresh()
+        if len(files) > settings.max_upload_files:
+            return f"**上傳失敗**：一次最多上傳 {settings.max_upload_files} 個檔案，請分批上傳。", None, *refresh()
+        total = sum(Path(path).stat().st_size for path in files)
+        if total > settings.max_upload_total_bytes:
+            limit = settings.max_upload_total_bytes / 1e6
+            message = f"**上傳失敗**：這批檔案共 {total / 1e6:.1f} MB，超過一次上傳的上限 {limit:.0f} MB，請分批上傳。"
+            return message, None, *refresh()
         progress(0, desc="讀取檔案…")
         sources, rejected = [], {}
         for path in files:
-            name = upload_name(path)
+            name = upload_name(path)  # for messages; a nameless file is named after its content below
             size = Path(path).stat().st_size
             if size > settings.max_upload_bytes:
                 rejected[name] = f"檔案太大（{size / 1e6:.1f} MB，上限 {settings.max_upload_bytes / 1e6:.0f} MB）"
                 continue
-            sources.append(Source(name, Path(path).read_bytes()))
+            data = Path(path).read_bytes()
+            sources.append(Source(upload_name(path, data), data))
         progress(0.2, desc=f"切分並嵌入 {len(sources)} 個檔案…")
         try:
             report = service.ingest(sources, show_progress=True)
@@ -300,14 +356,30 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         progress(1.0, desc="完成")
         return report_text(report, rejected), None, *refresh()
 
-    def delete(doc_id: str | None) -> tuple[Any, ...]:
+    def ask_to_confirm(doc_id: str | None) -> tuple[Any, ...]:
+        """First click on 刪除: name the document and show 確認刪除 / 取消 instead of deleting."""
         if not doc_id:
-            return "請先選擇要刪除的文件。", *refresh()
+            return "請先選擇要刪除的文件。", gr.update(visible=False), gr.update(visible=False)
+        names = dict((d, n) for n, d in document_choices(service))
+        message = f"確定要刪除「{names.get(doc_id, doc_id)}」嗎？按「確認刪除」後無法復原。"
+        return message, gr.update(visible=True), gr.update(visible=True)
+
+    def cancel_delete() -> tuple[Any, ...]:
+        return "已取消刪除。", gr.update(visible=False), gr.update(visible=False)
+
+    def delete(doc_id: str | None, key: str | None = None) -> tuple[Any, ...]:
+        """Checks the key itself (not only the page): the Gradio API and raw queue calls end here too."""
+        hide = gr.update(visible=False), gr.update(visible=False)
+        refusal = write_refusal(settings, key)
+        if refusal:
+            return f"**刪除失敗**：{refusal}", *refresh(), *hide
+        if not doc_id:
+            return "請先選擇要刪除的文件。", *refresh(), *hide
         try:
             report = service.delete(doc_id)
         except TongwenError as exc:
-            return f"**刪除失敗**：{exc}", *refresh()
-        return report_text(report), *refresh()
+            return f"**刪除失敗**：{exc}", *refresh(), *hide
+        return report_text(report), *refresh(), *hide
 
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(
@@ -349,6 +421,13 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                     padding=True,
                 )
             with gr.Column(scale=2, min_width=300):
+                read_key = gr.Textbox(
+                    label="存取金鑰",
+                    type="password",
+                    placeholder="這個伺服器需要金鑰才能提問",
+                    elem_id="read-key",
+                    visible=bool(settings.read_key),
+                )
                 with gr.Group():
                     backend = gr.Radio(
                         BACKENDS,
@@ -366,6 +445,14 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                         elem_id="topk",
                     )
                 with gr.Accordion("文件管理", open=True):
+                    admin_key = gr.Textbox(
+                        label="管理金鑰",
+                        type="password",
+                        placeholder="上傳或刪除文件前請輸入管理金鑰（TONGWEN_API_KEY）",
+                        info="只保存在這個分頁中，重新整理頁面後需再次輸入。",
+                        elem_id="admin-key",
+                        visible=bool(settings.api_key),
+                    )
                     files = gr.File(
                         label="上傳文件（.txt .md .pdf .docx .html，可多選）",
                         file_count="multiple",
@@ -392,8 +479,11 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                             scale=3,
                         )
                         delete_btn = gr.Button("刪除", variant="stop", elem_id="delete", scale=1, min_width=70)
+                    with gr.Row(equal_height=True):
+                        confirm_btn = gr.Button("確認刪除", variant="stop", elem_id="confirm-delete", visible=False)
+                        cancel_btn = gr.Button("取消", elem_id="cancel-delete", visible=False)
 
-        ask_inputs = [question, chatbot, panels, backend, top_k]
+        ask_inputs = [question, chatbot, panels, backend, top_k, read_key]
         ask_outputs = [chatbot, sources, question, panels]
         # One queue for both ways of asking (a local LLM answers one question at a time anyway).
         asking = {"concurrency_id": "ask", "show_progress": "hidden"}
@@ -401,7 +491,22 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         send.click(respond, ask_inputs, ask_outputs, api_visibility="private", **asking)
         clear_btn.click(clear, None, ask_outputs, api_visibility="private")
         chatbot.select(show_panel, [panels], [sources], api_visibility="private")
-        files.upload(upload, [files], [status, files, documents, to_delete], api_name="upload", concurrency_id="write")
-        delete_btn.click(delete, [to_delete], [status, documents, to_delete], api_name="delete", concurrency_id="write")
+        # The write events take the key as an input and check it themselves: the page, the Gradio API
+        # (`/upload`, `/delete`) and raw queue calls all end in these handlers.
+        files.upload(
+            upload, [files, admin_key], [status, files, documents, to_delete], api_name="upload", concurrency_id="write"
+        )
+        # Gradio's upload route (before the event) checks the key too: keep it in a session cookie.
+        admin_key.change(None, [admin_key], None, js=KEY_COOKIE_JS, api_visibility="private")
+        confirming = [confirm_btn, cancel_btn]
+        delete_btn.click(ask_to_confirm, [to_delete], [status, *confirming], api_visibility="private")
+        cancel_btn.click(cancel_delete, None, [status, *confirming], api_visibility="private")
+        confirm_btn.click(
+            delete,
+            [to_delete, admin_key],
+            [status, documents, to_delete, *confirming],
+            api_name="delete",
+            concurrency_id="write",
+        )
         demo.load(refresh, None, [documents, to_delete], api_visibility="private")
     return demo

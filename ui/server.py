@@ -41,5 +41,12 @@ def create_app(
 
         from ui.chat import build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(service), path="/")
+        # Gradio stores every file sent to /gradio_api/upload before any event sees it: cap it like REST.
+        settings = service.settings
+        app = gr.mount_gradio_app(app, build_ui(service), path="/", max_file_size=settings.max_upload_bytes)
+        if settings.api_key:
+            from rag.auth import may_write
+            from rag.guards import UploadGate
+
+            app.add_middleware(UploadGate, allowed=lambda key: may_write(settings, key))
     return app
