@@ -6,7 +6,8 @@ Builds one synthetic document of about ``--chunks`` chunks from the bundled corp
 shuffled with a fixed seed and numbered, so no two chunks are identical), then for each way of
 sharing the one embedding model (see :class:`rag.embeddings.Sharing`):
 
-* ``concurrent`` (what Tongwen does): queries encode at once, beside the passage batch in flight;
+* ``concurrent`` (what Tongwen does): queries encode at once, beside the passage batch in flight
+  (one query at a time among themselves);
   a separate query model instance or an ingest worker process amounts to the same on a shared CPU,
   with a second copy of the model in memory;
 * ``turns``: one encode at a time, and a waiting query goes before the next passage batch;
@@ -201,6 +202,7 @@ def main() -> None:
             asked = ingest_run(settings, big, questions, args.interval)
             slowdown = asked["ingest_seconds"] / alone["ingest_seconds"] - 1
             results["strategies"][name] = {"alone": alone, "while_asking": asked, "ingest_slowdown": round(slowdown, 3)}
+            print(f"{name}: {json.dumps(results['strategies'][name])}", flush=True)
     finally:
         model.sharing = original
     results["loadavg_after"] = os.getloadavg()[0]

@@ -72,13 +72,17 @@ class Sharing:
     * a lock per passage batch with waiting queries first (:class:`bench.ingest_while_asking.Turns`):
       a question waits for the batch in flight, which on a busy 2-core machine is seconds;
     * queries encoding at once, beside the passage batch (this class): a question costs tens of
-      milliseconds more CPU contention and never waits for a batch.
+      milliseconds more CPU contention and never waits for a batch. Queries still take turns
+      among themselves, as before: many questions at once are served fastest one after another.
 
     A separate query model instance, or an ingest worker process, comes to the last option plus a
     second copy of the model in memory, so it is not worth it. The one thing that must not run
     concurrently, the Rust tokenizer (it raises "Already borrowed"), has its own short lock
     (see :func:`_serialise_tokenizer`). Subclasses in the benchmark override these hooks.
     """
+
+    def __init__(self) -> None:
+        self._queries = threading.Lock()
 
     @contextmanager
     def document(self) -> Iterator[None]:
@@ -92,8 +96,10 @@ class Sharing:
 
     @contextmanager
     def query(self) -> Iterator[None]:
-        """Held while queries are encoded."""
-        yield
+        """Held while queries are encoded: one question's encode at a time, which on 2 cores
+        serves concurrent questions faster than letting each spin up its own torch threads."""
+        with self._queries:
+            yield
 
 
 @dataclass

@@ -29,6 +29,7 @@ class CountingBatches(Sharing):
     """The default sharing, plus a count of passage batches done and an event at the first one."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.done = 0
         self.started = threading.Event()
 
