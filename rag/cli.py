@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="Prepare the offline models.", no_args_is_help=True)
-index_app = typer.Typer(help="Inspect the index.", no_args_is_help=True)
+index_app = typer.Typer(help="Inspect the index and its versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
 
@@ -146,6 +146,48 @@ def index_info() -> None:
     if info["index"] is None:
         raise _fail(f"no index at {info['index_dir']}; run `tongwen ingest data/corpus`")
     typer.echo(json.dumps({**info, "documents": service.documents()}, ensure_ascii=False, indent=2))
+
+
+@index_app.command("versions")
+def index_versions(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the index versions on disk and whether each verifies."""
+    try:
+        versions = _service().versions()
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(versions, ensure_ascii=False, indent=2))
+        return
+    if not versions:
+        raise _fail(f"no index versions under {Settings().index_dir}; run `tongwen ingest data/corpus`")
+    typer.echo(f"{'':2}{'version':8} {'created':26} {'documents':>9} {'chunks':>7}  state")
+    for v in versions:
+        state = "ok" if v["verifies"] else f"DAMAGED: {v['problem']}"
+        if v["verifies"] and not v["checksummed"]:
+            state = "ok (no checksums: written by an older Tongwen)"
+        mark = "* " if v["current"] else "  "
+        docs = "?" if v["documents"] is None else str(v["documents"])
+        chunks = "?" if v["chunks"] is None else str(v["chunks"])
+        typer.echo(f"{mark}{v['name']:8} {v['created_at'] or '?':26} {docs:>9} {chunks:>7}  {state}")
+
+
+@index_app.command("rollback")
+def index_rollback(
+    version: Annotated[
+        str | None, typer.Argument(help="Version to make current (default: the newest older one that verifies).")
+    ] = None,
+) -> None:
+    """Make an older, intact index version current again (after damage or a bad upload)."""
+    try:
+        target = _service().rollback(version)
+    except TongwenError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        f"current version: {target['name']} ({target['documents']} documents, {target['chunks']} chunks, "
+        f"created {target['created_at']}); a running server picks it up on its next request"
+    )
 
 
 @app.command()

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=None,
         description="When set, questions (REST, `/v1`, UI chat) need it too; the API key also works.",
     )
+    keep_versions: int = Field(
+        default=3,
+        ge=1,
+        description="Index versions kept on disk; older intact ones can be made current again "
+        "with `tongwen index rollback`.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tongwen serve` binds.")
     port: int = Field(default=8000, description="Port `tongwen serve` binds.")
 

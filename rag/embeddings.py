@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -60,16 +61,62 @@ def resolve_model_path(settings: Settings, progress: Callable[[str], None] | Non
     return str(build_sentence_transformer(target, progress=progress))
 
 
+class Sharing:
+    """How passage batches (ingest) and queries (questions) share the one model: they don't wait.
+
+    Measured on 2 cores with ``bench/ingest_while_asking.py`` (questions every 0.25 s while a
+    1,000-chunk document is embedded; see README "Benchmarks"), against the alternatives:
+
+    * one lock around a whole document's passages (the old way): a question waits for the entire
+      upload to be embedded (298 s once);
+    * a lock per passage batch with waiting queries first (:class:`bench.ingest_while_asking.Turns`):
+      a question waits for the batch in flight, which on a busy 2-core machine is seconds;
+    * queries encoding at once, beside the passage batch (this class): a question costs tens of
+      milliseconds more CPU contention and never waits for a batch. Queries still take turns
+      among themselves, as before: many questions at once are served fastest one after another.
+
+    A separate query model instance, or an ingest worker process, comes to the last option plus a
+    second copy of the model in memory, so it is not worth it. The one thing that must not run
+    concurrently, the Rust tokenizer (it raises "Already borrowed"), has its own short lock
+    (see :func:`_serialise_tokenizer`). Subclasses in the benchmark override these hooks.
+    """
+
+    def __init__(self) -> None:
+        self._queries = threading.Lock()
+
+    @contextmanager
+    def document(self) -> Iterator[None]:
+        """Held while all passages of one ingest are encoded."""
+        yield
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Held while one batch of passages is encoded."""
+        yield
+
+    @contextmanager
+    def query(self) -> Iterator[None]:
+        """Held while queries are encoded: one question's encode at a time, which on 2 cores
+        serves concurrent questions faster than letting each spin up its own torch threads."""
+        with self._queries:
+            yield
+
+
 @dataclass
 class EmbeddingModel:
-    """A loaded sentence-transformers model with its prefixes; thread-safe encoding."""
+    """A loaded sentence-transformers model with its prefixes; thread-safe encoding.
+
+    Passages are encoded ``batch_size`` at a time (longest first, as sentence-transformers orders
+    them, so a batch pads little); a question is encoded at once, even in the middle of an ingest.
+    """
 
     name: str
     model: SentenceTransformer
     query_prompt: str
     passage_prompt: str
     batch_size: int
-    _lock: threading.Lock
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    sharing: Sharing = field(default_factory=Sharing)
 
     @property
     def dimension(self) -> int:
@@ -81,25 +128,59 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts including special tokens, so chunks can be sized in the model's units."""
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        with self.tokenizer_lock:
+            encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        return self._encode([self.passage_prompt + t for t in texts], show_progress)
+        """Vectors of passages, in the order given, encoded batch by batch."""
+        prompted = [self.passage_prompt + t for t in texts]
+        order = sorted(range(len(prompted)), key=lambda i: -len(prompted[i]))
+        out = np.zeros((len(prompted), self.dimension), dtype=np.float32)
+        starts = range(0, len(order), self.batch_size)
+        bar = None
+        if show_progress and len(starts) > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(prompted), desc="Embedding", unit="chunk")
+        with self.sharing.document():
+            for start in starts:
+                batch = order[start : start + self.batch_size]
+                with self.sharing.batch():
+                    out[batch] = self._encode([prompted[i] for i in batch])
+                if bar is not None:
+                    bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return out
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode([self.query_prompt + t for t in texts], False)
+        with self.sharing.query():
+            return self._encode([self.query_prompt + t for t in texts])
 
-    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        with self._lock:  # torch on 2 cores gains nothing from parallel encodes; keep them orderly
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _serialise_tokenizer(model: SentenceTransformer, lock: threading.Lock) -> None:
+    """Make the model's tokenizing step take ``lock``: a fast (Rust) tokenizer used from two threads
+    at once raises "Already borrowed" (huggingface/tokenizers#537), while the forward pass, where
+    the time goes, is safe to run concurrently."""
+    name = "preprocess" if hasattr(model, "preprocess") else "tokenize"
+    tokenize = getattr(model, name)
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return tokenize(*args, **kwargs)
+
+    object.__setattr__(model, name, locked)
 
 
 _load_lock = threading.Lock()
@@ -116,7 +197,9 @@ def _load(model_ref: str, name: str, query_prompt: str, passage_prompt: str, bat
             f"Could not load embedding model {model_ref!r}: {exc}. Offline, use the default "
             f"({DEFAULT_EMBEDDING_MODEL}) or a local sentence-transformers folder."
         ) from exc
-    return EmbeddingModel(name, model, query_prompt, passage_prompt, batch, threading.Lock())
+    embedding_model = EmbeddingModel(name, model, query_prompt, passage_prompt, batch)
+    _serialise_tokenizer(model, embedding_model.tokenizer_lock)
+    return embedding_model
 
 
 def load_embedding_model(settings: Settings, progress: Callable[[str], None] | None = None) -> EmbeddingModel:

@@ -6,8 +6,9 @@ question in flight keeps the snapshot it started with while an ingest builds the
 writes are serialised: by a threading lock within the process and the index's file lock across
 processes.
 
-A damaged index is not cached: every call that needs it fails with the re-index advice (503 over
-HTTP) until someone rebuilds it, after which the next call loads the new version without a restart.
+A damaged index is not cached: every call that needs it fails with the repair advice (503 over
+HTTP) until someone rolls back to an intact version or rebuilds, after which the next call loads
+the new current version without a restart.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from rag.embeddings import EmbeddingModel, load_embedding_model
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.generate.factory import make_generator, resolve_backend
 from rag.retrieve import Hit, Query, hybrid_search
-from rag.store.snapshot import Snapshot, load_current, save_new_version
+from rag.store.snapshot import Snapshot, current_folder, list_versions, load_current, save_new_version
+from rag.store.snapshot import rollback as make_older_version_current
 from rag.store.versions import VersionedDir
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class Tongwen:
         return snap
 
     def _current_path(self) -> Path | None:
-        return VersionedDir(self.settings.index_dir).current()
+        return current_folder(self.settings.index_dir)
 
     def _matching_model(self, snap: Snapshot) -> Snapshot:
         """Refuse an index built with another embedding model: its vectors would be compared with
@@ -262,11 +264,29 @@ class Tongwen:
                 list(sources), previous, model, self.settings, delete, show_progress, log.info
             )
             if snapshot is not None:
-                save_new_version(self.settings.index_dir, snapshot)
+                save_new_version(self.settings.index_dir, snapshot, keep=self.settings.keep_versions)
                 self._snapshot = snapshot
             elif previous is not None and (self._snapshot is None or self._snapshot.path != previous.path):
                 self._snapshot = previous  # nothing changed here, but another process may have
             return report
+
+    def versions(self) -> list[dict[str, Any]]:
+        """The index versions on disk, oldest first: name, created, documents, chunks, whether it is
+        current and whether it verifies (with the problem when not)."""
+        return [{**asdict(v), "verifies": v.verifies} for v in list_versions(self.settings.index_dir)]
+
+    def rollback(self, version: str | None = None) -> dict[str, Any]:
+        """Make an older intact version current again (default: the newest older one that verifies).
+
+        For a damaged current version: rebuilding from the corpus would drop every uploaded
+        document, while the version before the damage is usually intact on disk. Taken under the
+        write locks, so it never lands in the middle of an ingest.
+        """
+        with self._write_lock, VersionedDir(self.settings.index_dir).write_lock(on_wait=log.warning):
+            target = make_older_version_current(self.settings.index_dir, version)
+            self._snapshot = None
+        log.info("Rolled the index back to version %s", target.name)
+        return {**asdict(target), "verifies": target.verifies}
 
     def ingest_paths(self, paths: Iterable[Path], rebuild: bool = False, show_progress: bool = False) -> IngestReport:
         return self.ingest(collect_sources(paths), rebuild=rebuild, show_progress=show_progress)

@@ -3,13 +3,20 @@
 Readers hold a snapshot; a write builds a new one and swaps it in, so a query never sees a
 half-updated index. The dense side is a langchain ``VectorStore`` (FAISS), so another engine can
 replace it without touching the chain.
+
+Every file of a version has its sha256 in the manifest, checked when the version is opened (once:
+the open snapshot is cached). Without it an edited chunk text or a flipped bit in ``dense.faiss``
+loads fine and is served: a forged quote gets cited, scores turn absurd. A damaged version is
+reported with advice that names ``tongwen index rollback`` when an older version is intact, since
+rebuilding from the corpus would throw away every uploaded document.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,10 +32,12 @@ from langchain_core.embeddings import Embeddings
 from rag.errors import IndexCorrupt, IndexMissing
 from rag.store.keyword import KeywordIndex, char_bigrams
 from rag.store.records import ChunkRecord, DocumentRecord
-from rag.store.versions import VersionedDir
+from rag.store.versions import KEEP_VERSIONS, VersionedDir
 
 FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
 _REINDEX_HINT = "Rebuild it with `tongwen ingest --rebuild data/corpus` (or your documents)."
+_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class Manifest:
     chunk_max_tokens: int
     chunk_overlap_tokens: int
     documents: dict[str, DocumentRecord]
+    # sha256 of every other file of the version, by path relative to it; empty in indexes written
+    # before checksums existed (those still load, unverified).
+    files: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -47,9 +59,46 @@ class Manifest:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
+    def from_json(cls, data: Any) -> Manifest:
+        """The manifest from parsed JSON; ValueError when its shape is wrong (hand-edited, damaged)."""
+        if not isinstance(data, dict) or not isinstance(data.get("documents"), dict):
+            raise ValueError("manifest.json is not an object with a `documents` object")
+        if not isinstance(data.get("files", {}), dict):
+            raise ValueError("manifest.json `files` is not an object")
         docs = {k: DocumentRecord(**v) for k, v in data["documents"].items()}
         return cls(**{**data, "documents": docs})
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        return cls.from_json(json.loads((folder / MANIFEST).read_text("utf-8")))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but the manifest, by relative POSIX path."""
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST
+    }
+
+
+def checksum_problem(folder: Path, manifest: Manifest) -> str | None:
+    """What differs from the checksums recorded at write time, or None when every file matches."""
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if ".." in Path(name).parts or not path.is_file():
+            return f"{name} is missing"
+        if sha256_file(path) != expected:
+            return f"{name} was changed after it was written (checksum mismatch)"
+    return None
 
 
 class _NoQueryEmbeddings(Embeddings):
@@ -115,15 +164,19 @@ class Snapshot:
         faiss.write_index(self.faiss_index, str(folder / "dense.faiss"))
         self.keyword.save(folder / "keyword")
         self.bigrams.save(folder / "bigram")
-        # The manifest goes last: its presence marks the version complete.
-        (folder / "manifest.json").write_text(
-            json.dumps(self.manifest.to_json(), ensure_ascii=False, indent=1), "utf-8"
-        )
+        # The manifest goes last: its presence marks the version complete, and it carries the
+        # checksums of everything written before it.
+        self.manifest = replace(self.manifest, files=file_checksums(folder))
+        (folder / MANIFEST).write_text(json.dumps(self.manifest.to_json(), ensure_ascii=False, indent=1), "utf-8")
 
     @classmethod
     def read(cls, folder: Path) -> Snapshot:
+        """Load a version, verifying it first; IndexCorrupt (with advice) when anything is off."""
+        problem = version_problem(folder)
+        if problem is not None:
+            raise IndexCorrupt(f"The index at {folder} is damaged: {problem}. {repair_advice(folder.parent.parent)}")
         try:
-            manifest = Manifest.from_json(json.loads((folder / "manifest.json").read_text("utf-8")))
+            manifest = Manifest.read(folder)
             with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
                 chunks = [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
             index = faiss.read_index(str(folder / "dense.faiss"))
@@ -131,35 +184,168 @@ class Snapshot:
             # Indexes written before the bigram side existed get it built on load (about a second).
             has_bigrams = (folder / "bigram").is_dir() or not chunks
             bigrams = KeywordIndex.load(folder / "bigram", len(chunks)) if has_bigrams else bigram_index(chunks)
-        except (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # EOFError: an emptied .npy
-            raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {_REINDEX_HINT}") from exc
-        if manifest.format_version != FORMAT_VERSION:
-            raise IndexCorrupt(f"The index at {folder} has an old format. {_REINDEX_HINT}")
-        if index.ntotal != len(chunks) or sum(d.chunks for d in manifest.documents.values()) != len(chunks):
-            raise IndexCorrupt(f"The index at {folder} is inconsistent. {_REINDEX_HINT}")
+        except _LOAD_ERRORS as exc:
+            advice = repair_advice(folder.parent.parent)
+            raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {advice}") from exc
+        if index.ntotal != len(chunks) or index.d != manifest.dimension:
+            advice = repair_advice(folder.parent.parent)
+            raise IndexCorrupt(f"The index at {folder} is inconsistent. {advice}")
         return cls(manifest, chunks, index, keyword, bigrams, path=folder)
+
+
+# EOFError: an emptied .npy; AttributeError/TypeError: JSON of the wrong shape.
+_LOAD_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError)
+
+
+def version_problem(folder: Path) -> str | None:
+    """Why a version folder cannot be served (unreadable manifest, wrong format, a file changed or
+    missing, counts that disagree), or None. Reads the manifest and hashes the files; loads
+    neither FAISS nor BM25, so listing versions stays cheap."""
+    if not folder.is_dir():
+        return "its folder is missing"
+    try:
+        manifest = Manifest.read(folder)
+    except _LOAD_ERRORS as exc:
+        return f"{MANIFEST} cannot be read ({exc})"
+    if manifest.format_version != FORMAT_VERSION:
+        return f"it has format {manifest.format_version}, this Tongwen reads {FORMAT_VERSION}"
+    problem = checksum_problem(folder, manifest)
+    if problem is not None:
+        return problem
+    try:
+        with open(folder / "chunks.jsonl", "rb") as fh:
+            lines = sum(1 for line in fh if line.strip())
+    except OSError as exc:
+        return f"chunks.jsonl cannot be read ({exc})"
+    if sum(d.chunks for d in manifest.documents.values()) != lines:
+        return "the manifest's chunk counts disagree with chunks.jsonl"
+    return None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version on disk, as `tongwen index versions` lists it."""
+
+    name: str
+    created_at: str | None
+    documents: int | None
+    chunks: int | None
+    current: bool
+    problem: str | None  # None: it verifies
+    checksummed: bool
+
+    @property
+    def verifies(self) -> bool:
+        return self.problem is None
+
+
+def list_versions(root: Path) -> list[VersionInfo]:
+    """Every version under an index root, oldest first, each verified."""
+    versions = VersionedDir(root)
+    current = versions.current_name()
+    out = []
+    for folder in versions.numbered():
+        problem = version_problem(folder)
+        try:
+            manifest: Manifest | None = Manifest.read(folder)
+        except _LOAD_ERRORS:
+            manifest = None
+        out.append(
+            VersionInfo(
+                name=folder.name,
+                created_at=manifest.created_at if manifest else None,
+                documents=len(manifest.documents) if manifest else None,
+                chunks=sum(d.chunks for d in manifest.documents.values()) if manifest else None,
+                current=folder.name == current,
+                problem=problem,
+                checksummed=bool(manifest and manifest.files),
+            )
+        )
+    return out
+
+
+def rollback_target(root: Path) -> VersionInfo | None:
+    """The newest intact version older than the current one (any intact one but the current when
+    the pointer itself is damaged), or None."""
+    versions = list_versions(root)
+    current = VersionedDir(root).current_name()
+    candidates = [v for v in versions if v.verifies and not v.current]
+    if current is not None:
+        candidates = [v for v in candidates if int(v.name) < int(current)]
+    return candidates[-1] if candidates else None
+
+
+def repair_advice(root: Path) -> str:
+    """What to run: roll back when an older version is intact (keeps documents uploaded before
+    the damage), else rebuild."""
+    try:
+        target = rollback_target(root)
+        pointer_ok = VersionedDir(root).current_name() is not None
+    except OSError:
+        target, pointer_ok = None, False
+    if target is None:
+        return _REINDEX_HINT
+    about = f"version {target.name} ({target.documents} documents, {target.created_at})"
+    lost = " (documents added after it are lost)" if pointer_ok else ""
+    return (
+        f"The last intact one is {about}: make it current with `tongwen index rollback`{lost}, "
+        "or rebuild with `tongwen ingest --rebuild data/corpus` (or your documents)."
+    )
+
+
+def rollback(root: Path, name: str | None = None) -> VersionInfo:
+    """Make version ``name`` (default: :func:`rollback_target`) current; it must verify.
+
+    Call under the index's write lock. The damaged newer version is left on disk for inspection;
+    pruning removes it in time.
+    """
+    versions = VersionedDir(root)
+    if name is None:
+        target = rollback_target(root)
+        if target is None:
+            raise IndexMissing(f"No intact version older than the current one under {root}. {_REINDEX_HINT}")
+    else:
+        known = {v.name: v for v in list_versions(root)}
+        key = name if name in known else next((k for k in known if name.isdigit() and int(k) == int(name)), None)
+        if key is None:
+            raise IndexMissing(
+                f"No version {name!r} under {root}; `tongwen index versions` lists them ({', '.join(known) or 'none'})."
+            )
+        target = known[key]
+        if not target.verifies:
+            raise IndexCorrupt(f"Version {target.name} is damaged too: {target.problem}. {_REINDEX_HINT}")
+    versions.set_current(target.name)
+    return replace(target, current=True)
 
 
 def bigram_index(chunks: list[ChunkRecord]) -> KeywordIndex:
     return KeywordIndex.build([char_bigrams(c.canonical) for c in chunks])
 
 
+def current_folder(root: Path) -> Path | None:
+    """The current version's folder (None: no index yet); a damaged pointer is IndexCorrupt with advice."""
+    try:
+        return VersionedDir(root).current()
+    except IndexCorrupt as exc:
+        raise IndexCorrupt(f"{exc} {repair_advice(root)}") from None
+
+
 def load_current(root: Path) -> Snapshot:
     """The current snapshot under an index root; a clear error when there is none or it's broken."""
-    folder = VersionedDir(root).current()
+    folder = current_folder(root)
     if folder is None:
         raise IndexMissing(
             f"No index at {root}. Build one with `tongwen ingest data/corpus` (or `tongwen serve`, "
             "which indexes the bundled corpus on first start)."
         )
     if not folder.is_dir():
-        raise IndexCorrupt(f"The current index version {folder} is missing. {_REINDEX_HINT}")
+        raise IndexCorrupt(f"The current index version {folder} is missing. {repair_advice(root)}")
     return Snapshot.read(folder)
 
 
-def save_new_version(root: Path, snapshot: Snapshot) -> Path:
+def save_new_version(root: Path, snapshot: Snapshot, keep: int = KEEP_VERSIONS) -> Path:
     """Write a snapshot as the new current version (atomically) and return its folder."""
-    versions = VersionedDir(root)
+    versions = VersionedDir(root, keep=keep)
     with versions.new_version() as folder:
         snapshot.write(folder)
     current = versions.current()

@@ -7,36 +7,83 @@ moment leaves the previous version current and loadable; half-built folders are 
 Writers, in any process, take the write lock (an ``flock`` on ``.lock`` beside ``CURRENT``) for
 their whole read-build-commit, so two ``tongwen ingest`` runs, or an ingest and a server upload,
 follow one another instead of interleaving.
+
+The last few versions stay on disk (``TONGWEN_KEEP_VERSIONS``): readers may still hold the previous
+one open, and an operator can make an older one current again (``tongwen index rollback``) when
+the newest is damaged, keeping every document uploaded before it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-KEEP_VERSIONS = 2
+from rag.errors import IndexCorrupt
+
+KEEP_VERSIONS = 3
 LOCK_NAME = ".lock"
+VERSION_NAME = re.compile(r"\d{6,}")
 
 
 class VersionedDir:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep: int = KEEP_VERSIONS) -> None:
         self.root = root
         self.versions = root / "versions"
         self.pointer = root / "CURRENT"
         self.lock_file = root / LOCK_NAME
+        self.keep = max(1, keep)
 
     def current(self) -> Path | None:
-        """The folder of the current version, or None when nothing was ever committed."""
+        """The folder of the current version, or None when nothing was ever committed.
+
+        A pointer that exists but names no version (empty, undecodable, or anything but a version
+        number, which could otherwise point outside ``versions/``) is damage, not "no index yet":
+        treating it as missing would report a healthy server and, on start, index the bundled
+        corpus over the user's documents.
+        """
         try:
-            name = self.pointer.read_text("utf-8").strip()
+            raw = self.pointer.read_bytes()
         except FileNotFoundError:
             return None
-        return self.versions / name if name else None
+        except OSError as exc:
+            raise IndexCorrupt(f"{self.pointer} cannot be read ({exc}).") from exc
+        try:
+            name = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            name = None
+        if not name or not VERSION_NAME.fullmatch(name):
+            shown = raw[:40].decode("utf-8", "backslashreplace")
+            raise IndexCorrupt(f"{self.pointer} does not name an index version (it holds {shown!r}).")
+        return self.versions / name
+
+    def current_name(self) -> str | None:
+        """The current version's name, or None when there is none or the pointer is damaged."""
+        try:
+            folder = self.current()
+        except IndexCorrupt:
+            return None
+        return folder.name if folder else None
+
+    def numbered(self) -> list[Path]:
+        """Every committed version folder, oldest first."""
+        if not self.versions.is_dir():
+            return []
+        return sorted((p for p in self.versions.iterdir() if VERSION_NAME.fullmatch(p.name)), key=lambda p: int(p.name))
+
+    def set_current(self, name: str) -> None:
+        """Make version ``name`` current (atomically: a crash leaves the old pointer or the new)."""
+        pointer_tmp = self.root / f".CURRENT.{os.getpid()}"
+        pointer_tmp.write_text(name + "\n", "utf-8")
+        with open(pointer_tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(pointer_tmp, self.pointer)
+        _fsync_dir(self.root)
 
     @contextmanager
     def write_lock(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -83,19 +130,14 @@ class VersionedDir:
             final = self.versions / name
             os.replace(tmp, final)
             _fsync_dir(self.versions)
-            pointer_tmp = self.root / f".CURRENT.{os.getpid()}"
-            pointer_tmp.write_text(name + "\n", "utf-8")
-            with open(pointer_tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(pointer_tmp, self.pointer)
-            _fsync_dir(self.root)
+            self.set_current(name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._prune(keep=name)
 
     def _next_name(self) -> str:
-        numbers = [int(p.name) for p in self.versions.iterdir() if p.name.isdigit()]
+        numbers = [int(p.name) for p in self.numbered()]
         return f"{max(numbers, default=0) + 1:06d}"
 
     def _sweep_temporaries(self) -> None:
@@ -104,9 +146,9 @@ class VersionedDir:
             shutil.rmtree(leftover, ignore_errors=True)
 
     def _prune(self, keep: str) -> None:
-        """Keep the newest few versions: readers may still hold the previous one open."""
-        numbered = sorted((p for p in self.versions.iterdir() if p.name.isdigit()), key=lambda p: p.name)
-        for old in numbered[:-KEEP_VERSIONS]:
+        """Keep the newest ``self.keep`` versions (the new current one always among them)."""
+        numbered = self.numbered()
+        for old in numbered[: max(0, len(numbered) - self.keep)]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
 

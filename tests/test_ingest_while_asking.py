@@ -1,0 +1,73 @@
+"""Readers never wait for a writer: a question asked while a large document is being embedded is
+answered before that ingest finishes (ordering, not milliseconds: the timing target lives in
+``bench/ingest_while_asking.py``).
+
+Before issue 8 the embedding model's lock was held for a document's whole passage list, so the
+retrieve below finished only after the last batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import Source
+from rag.embeddings import Sharing
+from rag.service import Tongwen
+from tests.conftest import CORPUS
+
+BIG = CORPUS / "004_dfbd3e62c09c681e.txt"
+BIG_CHARS = 60_000  # a few hundred chunks: many batches, seconds of embedding
+
+
+class CountingBatches(Sharing):
+    """The default sharing, plus a count of passage batches done and an event at the first one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = 0
+        self.started = threading.Event()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self.started.set()
+        with super().batch():
+            yield
+        self.done += 1
+
+
+@pytest.fixture()
+def own_service(service: Tongwen, tmp_path: Path, make_settings) -> Tongwen:
+    shutil.copytree(service.settings.index_dir, tmp_path / "index")
+    return Tongwen(make_settings(tmp_path))
+
+
+def test_a_question_is_answered_while_a_large_document_is_embedded(own_service: Tongwen):
+    model = own_service.model
+    big = Source("big.txt", BIG.read_text("utf-8")[:BIG_CHARS].encode("utf-8"))
+    own_service.retrieve("盧森堡的人口有多少？")  # snapshot and jieba loaded before the race
+    counting = CountingBatches()
+    reports = []
+    original, model.sharing = model.sharing, counting
+    try:
+        ingest = threading.Thread(target=lambda: reports.append(own_service.ingest([big])))
+        ingest.start()
+        assert counting.started.wait(timeout=600), "the ingest never started embedding"
+        hits = own_service.retrieve("盧森堡的人口有多少？", top_k=3)
+        batches_when_answered = counting.done
+        ingest_still_running = ingest.is_alive()
+        ingest.join(timeout=1800)
+    finally:
+        model.sharing = original
+    assert not ingest.is_alive()
+    (report,) = reports
+    total_batches = -(-report.chunks_embedded // model.batch_size)
+    assert report.chunks_embedded >= 100 and total_batches >= 7, report
+    assert hits and hits[0]["doc"] == "000_6e77f61679c9a0c3.txt"  # served from the snapshot in place
+    assert ingest_still_running and batches_when_answered < total_batches, (batches_when_answered, total_batches)
+    assert "big.txt" in {d["name"] for d in own_service.documents()}
