@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
+from rag.config import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, Settings
 from rag.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from rag.onnx_encoder import OnnxEncoder
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +62,36 @@ def resolve_model_path(settings: Settings, progress: Callable[[str], None] | Non
     return str(build_sentence_transformer(target, progress=progress))
 
 
+#: Backends whose vectors agree to ~1e-5 share a family; an index is served only by its own family.
+_VECTOR_FAMILY: dict[str, str] = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+
+
+def same_vectors(backend_a: str, backend_b: str) -> bool:
+    """Whether an index embedded by one backend may be searched with query vectors of the other.
+
+    torch and ONNX fp32 run the same fp32 graph (cosine ≥ 0.99999). int8 vectors sit at cosine
+    ~0.997 to them, close, but a mixed index would score queries on two slightly different scales
+    and no one could reproduce its rankings; a plain rule ("re-index when the family changes")
+    is simpler to reason about than a tolerance.
+    """
+    return _VECTOR_FAMILY.get(backend_a, backend_a) == _VECTOR_FAMILY.get(backend_b, backend_b)
+
+
 @dataclass
 class EmbeddingModel:
-    """A loaded sentence-transformers model with its prefixes; thread-safe encoding."""
+    """A loaded embedding model with its prefixes; thread-safe encoding.
+
+    ``model`` is a ``SentenceTransformer`` (backend ``torch``) or an ``OnnxEncoder`` (``onnx``,
+    ``onnx-int8``), which offers the same few methods used here.
+    """
 
     name: str
-    model: SentenceTransformer
+    model: SentenceTransformer | OnnxEncoder
     query_prompt: str
     passage_prompt: str
     batch_size: int
     _lock: threading.Lock
+    backend: EmbeddingBackend = "torch"
 
     @property
     def dimension(self) -> int:
@@ -105,8 +127,42 @@ class EmbeddingModel:
 _load_lock = threading.Lock()
 
 
+def prepare_onnx(model_ref: str, backend: str, progress: Callable[[str], None] | None = None) -> None:
+    """Export a local model folder to ONNX unless that was done (a few stats); torch is needed once."""
+    from pathlib import Path
+
+    from rag.onnx_export import build_onnx, load_export
+
+    folder = Path(model_ref).expanduser()
+    if not folder.is_dir():
+        raise ModelUnavailable(
+            f"Could not load embedding model {model_ref!r} with TONGWEN_EMBEDDING_BACKEND={backend}: the ONNX "
+            "backends need a local sentence-transformers folder. Set TONGWEN_EMBEDDING_BACKEND=torch for a "
+            "model from a hub."
+        )
+    if load_export(folder) is None:
+        build_onnx(folder, progress=progress)
+
+
+def _load_onnx(model_ref: str, backend: EmbeddingBackend) -> OnnxEncoder:
+    from pathlib import Path
+
+    from rag.onnx_encoder import OnnxEncoder
+    from rag.onnx_export import FP32_FILE, INT8_FILE, build_onnx, load_export
+
+    folder = Path(model_ref).expanduser()
+    export = load_export(folder) or build_onnx(folder, progress=log.warning)
+    return OnnxEncoder(export, INT8_FILE if backend == "onnx-int8" else FP32_FILE)
+
+
 @lru_cache(maxsize=4)
-def _load(model_ref: str, name: str, query_prompt: str, passage_prompt: str, batch: int) -> EmbeddingModel:
+def _load(
+    model_ref: str, name: str, query_prompt: str, passage_prompt: str, batch: int, backend: EmbeddingBackend = "torch"
+) -> EmbeddingModel:
+    if backend != "torch":
+        encoder = _load_onnx(model_ref, backend)
+        return EmbeddingModel(name, encoder, query_prompt, passage_prompt, batch, threading.Lock(), backend)
+
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -116,7 +172,7 @@ def _load(model_ref: str, name: str, query_prompt: str, passage_prompt: str, bat
             f"Could not load embedding model {model_ref!r}: {exc}. Offline, use the default "
             f"({DEFAULT_EMBEDDING_MODEL}) or a local sentence-transformers folder."
         ) from exc
-    return EmbeddingModel(name, model, query_prompt, passage_prompt, batch, threading.Lock())
+    return EmbeddingModel(name, model, query_prompt, passage_prompt, batch, threading.Lock(), backend)
 
 
 def load_embedding_model(settings: Settings, progress: Callable[[str], None] | None = None) -> EmbeddingModel:
@@ -124,7 +180,16 @@ def load_embedding_model(settings: Settings, progress: Callable[[str], None] | N
     with _load_lock:
         model_ref = resolve_model_path(settings, progress)
         query_prompt, passage_prompt = prompts_for(settings.embedding_model, settings)
-        return _load(model_ref, settings.embedding_model, query_prompt, passage_prompt, settings.embedding_batch_size)
+        if settings.embedding_backend != "torch":
+            prepare_onnx(model_ref, settings.embedding_backend, progress)
+        return _load(
+            model_ref,
+            settings.embedding_model,
+            query_prompt,
+            passage_prompt,
+            settings.embedding_batch_size,
+            settings.embedding_backend,
+        )
 
 
 class TongwenEmbeddings(Embeddings):

@@ -24,7 +24,7 @@ from ingest.pipeline import IngestReport, Source, collect_sources, doc_id_for, i
 from rag import __version__
 from rag.chain import AnswerChain, Reranker, Turn
 from rag.config import Settings
-from rag.embeddings import EmbeddingModel, load_embedding_model
+from rag.embeddings import EmbeddingModel, load_embedding_model, same_vectors
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.generate.factory import make_generator, resolve_backend
 from rag.retrieve import Hit, Query, hybrid_search
@@ -105,6 +105,13 @@ class Tongwen:
                 f"but TONGWEN_EMBEDDING_MODEL is {self.settings.embedding_model!r}. Re-index with "
                 "`tongwen ingest --rebuild PATH`, or set the model back."
             )
+        built_by, backend = snap.manifest.embedding_backend, self.settings.embedding_backend
+        if not same_vectors(built_by, backend):
+            raise IndexCorrupt(
+                f"The index at {self.settings.index_dir} was embedded by the {built_by!r} backend, whose vectors "
+                f"differ from those of TONGWEN_EMBEDDING_BACKEND={backend!r}. Re-index with "
+                f"`tongwen ingest --rebuild PATH`, or set TONGWEN_EMBEDDING_BACKEND={built_by}."
+            )
         return snap
 
     def index_error(self) -> IndexMissing | IndexCorrupt | None:
@@ -138,6 +145,7 @@ class Tongwen:
         out: dict[str, Any] = {
             "version": __version__,
             "embedding_model": self.settings.embedding_model,
+            "embedding_backend": self.settings.embedding_backend,
             "generator": resolve_backend(None, self.settings),
             "index_dir": str(self.settings.index_dir),
             "index_error": None,
@@ -153,6 +161,7 @@ class Tongwen:
             "documents": len(snap.manifest.documents),
             "chunks": len(snap.chunks),
             "embedding_model": snap.manifest.embedding_model,
+            "embedding_backend": snap.manifest.embedding_backend,
             "dimension": snap.manifest.dimension,
             "created_at": snap.manifest.created_at,
             "path": str(snap.path),

@@ -40,6 +40,9 @@ class Manifest:
     chunk_max_tokens: int
     chunk_overlap_tokens: int
     documents: dict[str, DocumentRecord]
+    #: What ran the embedding model (``torch``, ``onnx``, ``onnx-int8``); indexes from before the
+    #: setting existed were all embedded by torch.
+    embedding_backend: str = "torch"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
