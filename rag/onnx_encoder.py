@@ -61,7 +61,9 @@ class OnnxEncoder:
         self._tokenizer = Tokenizer.from_file(str(export.path(TOKENIZER_FILE)))
         self.tokenizer = _TokenCounter(self._tokenizer)
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # EXTENDED has the transformer fusions (attention, LayerNorm, GELU); ALL adds layout
+        # transforms that gained nothing here (2.30 vs 2.34 CPU-s for 48 passages) and cost ~50 MB.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         if threads:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
