@@ -62,21 +62,6 @@ def resolve_model_path(settings: Settings, progress: Callable[[str], None] | Non
     return str(build_sentence_transformer(target, progress=progress))
 
 
-#: Backends whose vectors agree to ~1e-5 share a family; an index is served only by its own family.
-_VECTOR_FAMILY: dict[str, str] = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
-
-
-def same_vectors(backend_a: str, backend_b: str) -> bool:
-    """Whether an index embedded by one backend may be searched with query vectors of the other.
-
-    torch and ONNX fp32 run the same fp32 graph (cosine ≥ 0.99999). int8 vectors sit at cosine
-    ~0.997 to them, close, but a mixed index would score queries on two slightly different scales
-    and no one could reproduce its rankings; a plain rule ("re-index when the family changes")
-    is simpler to reason about than a tolerance.
-    """
-    return _VECTOR_FAMILY.get(backend_a, backend_a) == _VECTOR_FAMILY.get(backend_b, backend_b)
-
-
 @dataclass
 class EmbeddingModel:
     """A loaded embedding model with its prefixes; thread-safe encoding.
