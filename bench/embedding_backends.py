@@ -180,8 +180,9 @@ def query_latency_ms(encode: Encoder, queries: list[str]) -> dict[str, float]:
 
 
 # A fresh process loads the model through the shipped path and embeds one query, as a server does.
+# Current VmRSS, not ru_maxrss: Linux keeps the forking parent's peak across exec.
 _RSS_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from rag.config import Settings
 from rag.embeddings import load_embedding_model
@@ -190,8 +191,7 @@ model = load_embedding_model(Settings(_env_file=None, model_dir=Path(sys.argv[1]
 model.embed_queries(["美中科技戰的焦點是什麼？"])
 seconds = time.perf_counter() - t0
 rss = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
-print(json.dumps({"serving_rss_mb": round(rss / 1024), "serving_peak_rss_mb": round(resource.getrusage(
-    resource.RUSAGE_SELF).ru_maxrss / 1024), "load_and_first_query_s": round(seconds, 2),
+print(json.dumps({"serving_rss_mb": round(rss / 1024), "load_and_first_query_s": round(seconds, 2),
     "torch_imported": "torch" in sys.modules}))
 """
 
