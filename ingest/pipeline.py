@@ -217,6 +217,7 @@ def ingest_sources(
         format_version=FORMAT_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         embedding_model=model.name,
+        embedding_backend=model.backend,
         dimension=model.dimension,
         chunk_max_tokens=settings.chunk_max_tokens,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,

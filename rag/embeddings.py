@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
+from rag.config import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, Settings
 from rag.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from rag.onnx_encoder import OnnxEncoder
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +106,20 @@ class Sharing:
 
 @dataclass
 class EmbeddingModel:
-    """A loaded sentence-transformers model with its prefixes; thread-safe encoding.
+    """A loaded embedding model with its prefixes; thread-safe encoding.
 
-    Passages are encoded ``batch_size`` at a time (longest first, as sentence-transformers orders
-    them, so a batch pads little); a question is encoded at once, even in the middle of an ingest.
+    ``model`` is a ``SentenceTransformer`` (backend ``torch``) or an ``OnnxEncoder`` (``onnx``,
+    ``onnx-int8``), which offers the same few methods used here. Passages are encoded
+    ``batch_size`` at a time (longest first, so a batch pads little); a question is encoded at
+    once, even in the middle of an ingest.
     """
 
     name: str
-    model: SentenceTransformer
+    model: SentenceTransformer | OnnxEncoder
     query_prompt: str
     passage_prompt: str
     batch_size: int
+    backend: EmbeddingBackend = "torch"
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     sharing: Sharing = field(default_factory=Sharing)
 
@@ -169,11 +174,11 @@ class EmbeddingModel:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
-def _serialise_tokenizer(model: SentenceTransformer, lock: threading.Lock) -> None:
+def _serialise_tokenizer(model: SentenceTransformer | OnnxEncoder, lock: threading.Lock) -> None:
     """Make the model's tokenizing step take ``lock``: a fast (Rust) tokenizer used from two threads
     at once raises "Already borrowed" (huggingface/tokenizers#537), while the forward pass, where
     the time goes, is safe to run concurrently."""
-    name = "preprocess" if hasattr(model, "preprocess") else "tokenize"
+    name = next(n for n in ("preprocess", "tokenize", "tokenize_batch") if hasattr(model, n))
     tokenize = getattr(model, name)
 
     def locked(*args: Any, **kwargs: Any) -> Any:
@@ -186,8 +191,45 @@ def _serialise_tokenizer(model: SentenceTransformer, lock: threading.Lock) -> No
 _load_lock = threading.Lock()
 
 
+def prepare_onnx(model_ref: str, backend: str, progress: Callable[[str], None] | None = None) -> None:
+    """Export a local model folder to ONNX unless that was done (a few stats); torch is needed once."""
+    from pathlib import Path
+
+    from rag.onnx_export import build_onnx, load_export
+
+    folder = Path(model_ref).expanduser()
+    if not folder.is_dir():
+        raise ModelUnavailable(
+            f"Could not load embedding model {model_ref!r} with TONGWEN_EMBEDDING_BACKEND={backend}: the ONNX "
+            "backends need a local sentence-transformers folder. Set TONGWEN_EMBEDDING_BACKEND=torch for a "
+            "model from a hub."
+        )
+    if load_export(folder) is None:
+        build_onnx(folder, progress=progress)
+
+
+def _load_onnx(model_ref: str, backend: EmbeddingBackend) -> OnnxEncoder:
+    from pathlib import Path
+
+    from rag.onnx_encoder import OnnxEncoder
+    from rag.onnx_export import FP32_FILE, INT8_FILE, build_onnx, load_export
+
+    folder = Path(model_ref).expanduser()
+    export = load_export(folder) or build_onnx(folder, progress=log.warning)
+    return OnnxEncoder(export, INT8_FILE if backend == "onnx-int8" else FP32_FILE)
+
+
 @lru_cache(maxsize=4)
-def _load(model_ref: str, name: str, query_prompt: str, passage_prompt: str, batch: int) -> EmbeddingModel:
+def _load(
+    model_ref: str, name: str, query_prompt: str, passage_prompt: str, batch: int, backend: EmbeddingBackend = "torch"
+) -> EmbeddingModel:
+    if backend != "torch":
+        embedding_model = EmbeddingModel(
+            name, _load_onnx(model_ref, backend), query_prompt, passage_prompt, batch, backend
+        )
+        _serialise_tokenizer(embedding_model.model, embedding_model.tokenizer_lock)
+        return embedding_model
+
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -197,7 +239,7 @@ def _load(model_ref: str, name: str, query_prompt: str, passage_prompt: str, bat
             f"Could not load embedding model {model_ref!r}: {exc}. Offline, use the default "
             f"({DEFAULT_EMBEDDING_MODEL}) or a local sentence-transformers folder."
         ) from exc
-    embedding_model = EmbeddingModel(name, model, query_prompt, passage_prompt, batch)
+    embedding_model = EmbeddingModel(name, model, query_prompt, passage_prompt, batch, backend)
     _serialise_tokenizer(model, embedding_model.tokenizer_lock)
     return embedding_model
 
@@ -207,7 +249,16 @@ def load_embedding_model(settings: Settings, progress: Callable[[str], None] | N
     with _load_lock:
         model_ref = resolve_model_path(settings, progress)
         query_prompt, passage_prompt = prompts_for(settings.embedding_model, settings)
-        return _load(model_ref, settings.embedding_model, query_prompt, passage_prompt, settings.embedding_batch_size)
+        if settings.embedding_backend != "torch":
+            prepare_onnx(model_ref, settings.embedding_backend, progress)
+        return _load(
+            model_ref,
+            settings.embedding_model,
+            query_prompt,
+            passage_prompt,
+            settings.embedding_batch_size,
+            settings.embedding_backend,
+        )
 
 
 class TongwenEmbeddings(Embeddings):

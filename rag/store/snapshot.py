@@ -52,6 +52,9 @@ class Manifest:
     # sha256 of every other file of the version, by path relative to it; empty in indexes written
     # before checksums existed (those still load, unverified).
     files: dict[str, str] = field(default_factory=dict)
+    #: What ran the embedding model (``torch``, ``onnx``, ``onnx-int8``); indexes from before the
+    #: setting existed were all embedded by torch.
+    embedding_backend: str = "torch"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
