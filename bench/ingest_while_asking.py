@@ -38,9 +38,10 @@ from typing import Any
 from bench.api_load import FALLBACK_QUESTIONS
 from eval.metrics import percentile
 from ingest.load import load_bytes
-from ingest.pipeline import Source, chunk_loaded, doc_id_for
+from ingest.sources import Source, doc_id_for
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, Sharing
+from rag.indexing import index_records
 from rag.service import Tongwen
 
 TARGET_P95_MS = 1000.0
@@ -122,7 +123,7 @@ def synthetic_document(corpus: Path, model: EmbeddingModel, settings: Settings, 
         return "\n\n".join(f"第{i + 1}段：{p}" for i, p in enumerate(picked))
 
     def count(text: str) -> int:
-        return len(chunk_loaded(load_bytes(text.encode("utf-8"), BIG_NAME), doc_id_for(BIG_NAME), model, settings))
+        return len(index_records(load_bytes(text.encode("utf-8"), BIG_NAME), doc_id_for(BIG_NAME), model, settings))
 
     n = chunks * 3  # a first guess; corrected once from the measured chunks per paragraph
     text = build(n)
@@ -134,7 +135,7 @@ def ingest_run(settings: Settings, big: bytes, questions: list[str], interval: f
     """Ingest ``big`` into a fresh small index; with ``interval``, ask questions meanwhile."""
     with tempfile.TemporaryDirectory() as home:
         service = Tongwen(settings.model_copy(update={"home": Path(home)}))
-        base = settings.corpus_dir / BASE_DOCUMENT
+        base = settings.corpus_path / BASE_DOCUMENT
         service.ingest([Source(base.name, base.read_bytes())])
         service.retrieve(questions[0])  # warm: snapshot loaded, jieba ready
         latencies: list[float] = []
@@ -179,7 +180,7 @@ def main() -> None:
     base = Settings()
     settings = Settings(model_dir=base.models_dir, corpus_dir=base.corpus_dir, llm="extractive")
     model = Tongwen(settings).model
-    big = synthetic_document(settings.corpus_dir, model, settings, args.chunks)
+    big = synthetic_document(settings.corpus_path, model, settings, args.chunks)
     questions = list(FALLBACK_QUESTIONS)
     results: dict[str, Any] = {
         "what": "retrieve latency while one large document is ingested (bench/ingest_while_asking.py)",

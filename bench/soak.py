@@ -261,7 +261,7 @@ def rss_mb() -> float | None:
 
 
 def index_originals(service: Any) -> None:
-    from ingest.pipeline import Source
+    from ingest.sources import Source
 
     report = service.ingest([Source(d.name, d.text.encode("utf-8")) for d in ORIGINALS])
     if report.failed or len(report.added) != len(ORIGINALS):

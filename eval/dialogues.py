@@ -15,7 +15,7 @@ from typing import Any
 
 from eval.gold import SPLITS, GoldFormatError
 from ingest.load import load_document
-from rag.normalise import compact
+from ingest.normalise import compact
 
 DEFAULT_DIALOGUES = Path(__file__).resolve().parent / "gold" / "dialogues.jsonl"
 KEYS = ("id", "category", "turns")

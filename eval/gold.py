@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.load import load_document
+from ingest.normalise import compact
 from rag.errors import TongwenError
-from rag.normalise import compact
 
 DEFAULT_GOLD = Path(__file__).resolve().parent / "gold" / "corpus_gold.jsonl"
 KEYS = ("id", "doc", "question_trad", "question_simp", "answer", "evidence", "type")

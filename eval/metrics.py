@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 
-from rag.normalise import compact, detect_script
+from ingest.normalise import compact, detect_script
 
 __all__ = [
     "PUNCTUATION",
@@ -64,7 +64,7 @@ PUNCTUATION: frozenset[str] = frozenset(
 def normalise_for_match(text: str) -> str:
     """NFKC, no whitespace, Simplified, lower-case: so script and PDF line breaks don't matter.
 
-    The same canonical form the index uses (``rag.normalise.compact``): evaluation and retrieval
+    The same canonical form the index uses (``ingest.normalise.compact``): evaluation and retrieval
     must agree on what "the same text" means.
     """
     return compact(text)

@@ -214,7 +214,7 @@ def run_evaluation(
     started = time.perf_counter()
     gold_path = gold or DEFAULT_GOLD
     items = load_gold(gold_path)[:limit] if limit else load_gold(gold_path)
-    corpus_dir = settings.corpus_dir
+    corpus_dir = settings.corpus_path
     problems = evidence_problems(items, corpus_dir)
     service = service or Tongwen(settings)
     service.ensure_index(show_progress=progress)

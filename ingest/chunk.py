@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ingest.clean import CleanDocument
-from rag.sentences import split_sentences
+from ingest.sentences import split_sentences
 
 HEADING_SEPARATOR = " > "
 

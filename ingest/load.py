@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rag.errors import (
+from ingest.errors import (
     CorruptDocument,
     DocumentNotFound,
     DocumentTooLarge,

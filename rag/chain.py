@@ -17,16 +17,16 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from ingest.normalise import Script, compact, detect_script, to_script
+from ingest.sentences import split_sentences
 from rag.condense import condense_by_rules, history_text, last_user_message
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyQuestion, InvalidText, QuestionTooLong
 from rag.generate.base import AnswerRequest, GenerationError, Generator
 from rag.generate.extractive import ExtractiveGenerator
-from rag.normalise import Script, compact, detect_script, to_script
 from rag.prompts import load_prompt
 from rag.retrieve import Hit, Query, hybrid_search
-from rag.sentences import split_sentences
 from rag.store.snapshot import Snapshot
 from rag.support import content_tokens, idf, missing_specifics, support_score
 
@@ -224,7 +224,7 @@ def _has_content(answer: str) -> bool:
     return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
 
 
-# Where a sentence ends (as in rag.sentences, less ASCII "..."): a citation goes before these.
+# Where a sentence ends (as in ingest.sentences, less ASCII "..."): a citation goes before these.
 _END_MARK_CHARS = frozenset("。！？；!?;…\n")
 _CLOSERS = frozenset("」』”’）)】〕》")
 

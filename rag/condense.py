@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from rag.normalise import canonical, detect_script, to_script
+from ingest.normalise import canonical, detect_script, to_script
 from rag.store.keyword import posseg
 
 # 「那韓國呢？」「至於新加坡？」「還有日本嗎」「韓國呢」

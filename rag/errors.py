@@ -1,80 +1,55 @@
-"""Errors a user can act on.
+"""The core's errors: the document errors of ``ingest`` plus those of questions, index and models.
 
-Each carries a message written for the person at the keyboard; the CLI prints it and exits
-non-zero, the HTTP API maps it to a JSON answer: 4xx for bad input, 503 when the server's own
-index or models are unusable until someone acts. Anything else is a bug and may surface as 500.
+Domain errors only; which HTTP status each becomes is decided in ``ui.api.errors``.
 """
 
 from __future__ import annotations
 
+from ingest.errors import (
+    CorruptDocument,
+    DocumentNotFound,
+    DocumentTooLarge,
+    EmptyDocument,
+    InvalidText,
+    TongwenError,
+    UnsupportedFileType,
+)
 
-class TongwenError(Exception):
-    """Base class: a problem with the user's input or setup, not with Tongwen itself."""
-
-    http_status: int = 400
+__all__ = [
+    "CorruptDocument",
+    "DocumentNotFound",
+    "DocumentTooLarge",
+    "EmptyDocument",
+    "EmptyQuestion",
+    "IndexCorrupt",
+    "IndexMissing",
+    "InvalidText",
+    "ModelUnavailable",
+    "QuestionTooLong",
+    "TongwenError",
+    "UnsupportedFileType",
+]
 
 
 class EmptyQuestion(TongwenError):
-    http_status = 422
+    pass
 
 
 class QuestionTooLong(TongwenError):
-    http_status = 413
-
-
-class UnsupportedFileType(TongwenError):
-    http_status = 415
-
-
-class CorruptDocument(TongwenError):
-    """The file claims a type but cannot be read as it (broken PDF, binary in a .txt …)."""
-
-    http_status = 422
-
-
-class EmptyDocument(TongwenError):
-    """The file was read but holds no text worth indexing."""
-
-    http_status = 422
-
-
-class DocumentTooLarge(TongwenError):
-    http_status = 413
-
-
-class DocumentNotFound(TongwenError):
-    http_status = 404
+    pass
 
 
 class IndexMissing(TongwenError):
     """No index on disk yet: tell the user to run `tongwen ingest`."""
 
-    http_status = 409
-
 
 class IndexCorrupt(TongwenError):
-    """An index file is truncated or gone: tell the user to re-index.
+    """An index file is damaged or gone: tell the user how to roll back or re-index.
 
-    503, not 500: nothing is wrong with the request or with Tongwen's code; the service is
-    unavailable until an operator rebuilds the index, and the message says how.
+    Nothing is wrong with the request or with Tongwen's code: the service is unavailable until an
+    operator acts, and the message says how.
     """
-
-    http_status = 503
 
 
 class ModelUnavailable(TongwenError):
     """A model cannot be prepared or loaded offline."""
-
-    http_status = 503
-
-
-class InvalidText(TongwenError):
-    """Text that is not valid Unicode (a lone surrogate) or not text at all (a null content part)."""
-
-    http_status = 422
-
-
-class RequestTooLarge(TongwenError):
-    """A request body, a conversation history or an upload batch over its configured limit."""
-
-    http_status = 413

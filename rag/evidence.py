@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rag.normalise import canonical
+from ingest.normalise import canonical
+from ingest.sentences import split_sentences
 from rag.retrieve import Hit
-from rag.sentences import split_sentences
 from rag.store.keyword import tokenize
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-from rag.normalise import Script
+from ingest.normalise import Script
 
 _SUFFIX = {"traditional": "zh-Hant", "simplified": "zh-Hans", "neutral": "zh-Hant"}
 

@@ -16,8 +16,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from ingest.normalise import query_variants
 from rag.embeddings import EmbeddingModel
-from rag.normalise import query_variants
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
 from rag.store.snapshot import Snapshot

@@ -21,13 +21,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import IngestReport, Source, collect_sources, doc_id_for, ingest_sources
+from ingest.sources import Source, collect_sources, doc_id_for
 from rag import __version__
 from rag.chain import AnswerChain, Reranker, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
-from rag.generate.factory import make_generator, resolve_backend
+from rag.generate import registry
+from rag.generate.base import Generator
+from rag.indexing import IngestReport, ingest_sources
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.store.snapshot import Snapshot, current_folder, list_versions, load_current, save_new_version
 from rag.store.snapshot import rollback as make_older_version_current
@@ -76,11 +78,35 @@ class Tongwen:
         self._snapshot: Snapshot | None = None
         self._write_lock = threading.Lock()
         self._load_lock = threading.Lock()
+        self._resources_lock = threading.Lock()  # model and generators; never held while loading an index
+        self._model: EmbeddingModel | None = None
+        self._generators: dict[str, Generator] = {}
 
     # -- resources ---------------------------------------------------------------------------
     @property
     def model(self) -> EmbeddingModel:
-        return load_embedding_model(self.settings, progress=log.warning)
+        """Loaded (and built, on the very first run) once per service: re-checking the build on
+        every question would cost a dozen file stats under a process-wide lock."""
+        if self._model is None:
+            with self._resources_lock:
+                if self._model is None:
+                    self._model = load_embedding_model(self.settings, progress=log.warning)
+        return self._model
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a text by the embedding model's tokenizer, without its two special tokens: the
+        one tokenizer every backend has (the HTTP API's ``usage`` and ``max_tokens`` use it)."""
+        if not text:
+            return 0
+        valid = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates count as one token each
+        return self.model.count_tokens([valid])[0] - 2
+
+    def generator(self, backend: str) -> Generator:
+        """One generator per backend for this service's lifetime (an LLM server starts once)."""
+        with self._resources_lock:
+            if backend not in self._generators:
+                self._generators[backend] = registry.build(backend, self.settings)
+            return self._generators[backend]
 
     @property
     def snapshot(self) -> Snapshot:
@@ -141,8 +167,8 @@ class Tongwen:
         if isinstance(problem, IndexCorrupt):
             log.error("%s", problem)
             return None
-        log.warning("No index yet: indexing %s (first start only)", self.settings.corpus_dir)
-        return self.ingest_paths([self.settings.corpus_dir], show_progress=show_progress)
+        log.warning("No index yet: indexing %s (first start only)", self.settings.corpus_path)
+        return self.ingest_paths([self.settings.corpus_path], show_progress=show_progress)
 
     # -- reading -----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -150,7 +176,7 @@ class Tongwen:
             "version": __version__,
             "embedding_model": self.settings.embedding_model,
             "embedding_backend": self.settings.embedding_backend,
-            "generator": resolve_backend(None, self.settings),
+            "generator": registry.resolve(None, self.settings),
             "index_dir": str(self.settings.index_dir),
             "index_error": None,
         }
@@ -204,8 +230,7 @@ class Tongwen:
         return [hit_dict(h, n) for n, h in enumerate(hits, start=1)]
 
     def chain(self, llm: str | None = None) -> AnswerChain:
-        backend = resolve_backend(llm, self.settings)
-        generator = make_generator(backend, self.settings)
+        generator = self.generator(registry.resolve(llm, self.settings))
         return AnswerChain(self.snapshot, self.model, generator, self.settings, self.reranker)
 
     def ask(

@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from openai import OpenAI
 
-from rag.api import create_api, safe_filename
 from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.service import Tongwen
 from tests.servers import serve
+from ui.api import create_api
+from ui.api.uploads import safe_filename
 from ui.server import create_app
 
 QUESTION_SIMP = "数字发展部是什么时候成立的？"
@@ -288,6 +289,9 @@ class BrokenService:
 
     def retrieve(self, query: str, top_k: int) -> list:
         raise RuntimeError("/private/path/secret exploded")
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
 
     def ask_stream(self, *_: object) -> Iterator[dict]:
         yield {"type": "question", "question": "問題", "found": True, "sources": []}

@@ -8,8 +8,8 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from rag.cli import app
 from rag.service import Tongwen
+from ui.cli import app
 
 runner = CliRunner()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from eval.run import calibrate_threshold
+from ingest.normalise import canonical
 from rag.chain import _has_content
-from rag.normalise import canonical
 from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
 from rag.support import asked_about, missing_specifics, stopwords

@@ -11,7 +11,7 @@ import pytest
 
 from eval.gold import DEFAULT_GOLD, SPLITS, GoldFormatError, evidence_problems, load_gold
 from eval.split import assign_splits, gold_strata
-from rag.normalise import compact, detect_script
+from ingest.normalise import compact, detect_script
 from tests.conftest import CORPUS
 
 SMALL_GOLD = DEFAULT_GOLD.with_name("corpus_gold_small.jsonl")

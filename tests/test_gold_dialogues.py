@@ -13,7 +13,7 @@ import pytest
 from eval.dialogues import CATEGORIES, DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
 from eval.gold import GoldFormatError
 from eval.split import assign_splits, dialogue_strata
-from rag.normalise import compact, detect_script
+from ingest.normalise import compact, detect_script
 from tests.conftest import CORPUS
 
 MAINLAND_WORDS = ("芯片", "软件", "数据", "网络", "人工智能", "服务器", "数字", "信息", "英伟达", "航天")

@@ -18,12 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.api_load import serve_app
-from ingest.pipeline import Source
-from rag.cli import app as cli_app
+from ingest.sources import Source
 from rag.errors import IndexCorrupt
 from rag.service import Tongwen
 from rag.store.snapshot import MANIFEST, list_versions
 from tests.conftest import SLICE
+from ui.cli import app as cli_app
 from ui.server import create_app
 
 FIRST = Source("高雄氫能.txt", "高雄的氫能示範站於二〇二三年啟用，專供燃料電池公車加氫。".encode())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Source
+from ingest.sources import Source
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.service import Tongwen
 from rag.store import snapshot as snapshot_module

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Source
+from ingest.sources import Source
 from rag.embeddings import Sharing
 from rag.service import Tongwen
 from tests.conftest import CORPUS

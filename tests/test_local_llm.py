@@ -221,7 +221,7 @@ def test_local_backend_answers_through_the_chain_with_citations(service, gguf_pa
     script, from the model itself (not the extractive fallback)."""
     from eval.gold import load_gold
     from eval.metrics import contains_evidence
-    from rag.normalise import detect_script
+    from ingest.normalise import detect_script
 
     item = next(i for i in load_gold() if i.id == "g001")  # 盧森堡…「第三次產業革命策略」: 2016年11月
     result = service.ask(item.question_simp, llm="local")

@@ -12,7 +12,7 @@ import pytest
 
 from eval.gold import load_gold
 from eval.metrics import contains_evidence
-from rag.normalise import detect_script
+from ingest.normalise import detect_script
 from rag.service import Tongwen
 
 GOLD = {item.id: item for item in load_gold()}

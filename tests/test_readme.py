@@ -16,8 +16,8 @@ import typer.main
 from pydantic_core import PydanticUndefined
 
 from eval.report import README_END, README_START
-from rag.cli import app as cli_app
 from rag.config import PROJECT_ROOT, Settings
+from ui.cli import app as cli_app
 
 PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
@@ -156,8 +156,8 @@ def test_every_cli_command_is_in_the_readme(readme):
 # -- HTTP API --------------------------------------------------------------------------------------
 def api_routes(tmp_path: Path) -> set[str]:
     """``METHOD /path`` of every route, from an app over a service that has loaded nothing."""
-    from rag.api import create_api
     from rag.service import Tongwen
+    from ui.api import create_api
 
     api = create_api(Tongwen(Settings(_env_file=None, home=tmp_path)))
     return {f"{method.upper()} {path}" for path, ops in api.openapi()["paths"].items() for method in ops}

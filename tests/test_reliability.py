@@ -37,13 +37,13 @@ from typer.testing import CliRunner
 
 from bench.api_load import machine, serve_app
 from bench.soak import ORIGINALS, UPLOADS, index_originals, problems, run_mixed_load, verify_documents
-from ingest.pipeline import Source
-from rag.api import create_api
-from rag.cli import app as cli_app
+from ingest.sources import Source
 from rag.errors import IndexCorrupt
 from rag.service import Tongwen
 from tests.conftest import artifact_path
 from tests.servers import free_port, serve
+from ui.api import create_api
+from ui.cli import app as cli_app
 from ui.server import create_app
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def test_kill_9_while_embedding_keeps_the_previous_index(small_home, tmp_path, m
     log = tmp_path / "ingest.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "--verbose", "ingest", str(BIG_FILE)],
+            [sys.executable, "-m", "ui.cli", "--verbose", "ingest", str(BIG_FILE)],
             env=env,
             cwd=tmp_path,
             stdout=out,

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from ingest.load import DOCX_MAX_XML_BYTES, check_docx_archive
-from rag.auth import bearer_token, key_matches
 from rag.errors import DocumentTooLarge
 from rag.service import Tongwen
 from tests.servers import serve
+from ui.auth import bearer_token, key_matches
 from ui.server import create_app
 
 KEY = "s3cret-write"

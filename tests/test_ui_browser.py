@@ -137,7 +137,7 @@ def ask(page, question: str, turn: int) -> str:
 
 
 def test_streamed_answer_with_sources_and_follow_up(page) -> None:
-    from rag.normalise import detect_script
+    from ingest.normalise import detect_script
 
     page.locator("#backend label", has_text="extractive").click()
     assert page.locator("#backend input[value='extractive']").is_checked()

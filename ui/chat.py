@@ -17,10 +17,10 @@ from typing import Any
 
 import gradio as gr
 
-from ingest.pipeline import Source
-from rag.auth import may_read, may_write
+from ingest.sources import Source
 from rag.errors import TongwenError
 from rag.service import Tongwen
+from ui.auth import may_read, may_write
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def history_for_service(chat: Sequence[Mapping[str, Any]] | None, max_chars: int
     """The conversation as the service wants it: [{"role", "content": str}], text turns only.
 
     With ``max_chars``, only the latest turns that fit in it: the UI's own conversation grows turn by
-    turn (the API refuses an over-long history instead, see ``rag.api.checked_history``).
+    turn (the API refuses an over-long history instead, see ``ui.api.history.checked_history``).
     """
     out = []
     for message in chat or []:
@@ -108,7 +108,7 @@ def history_for_service(chat: Sequence[Mapping[str, Any]] | None, max_chars: int
     return out
 
 
-# A session cookie (no expiry: gone when the browser closes) for rag.guards.UploadGate.
+# A session cookie (no expiry: gone when the browser closes) for ui.api.guards.UploadGate.
 KEY_COOKIE_JS = (
     "(key) => { document.cookie = 'tongwen_key=' + encodeURIComponent(key || '')"
     " + '; path=/; SameSite=Strict'; return []; }"
@@ -254,7 +254,7 @@ def report_text(report: Any, rejected: Mapping[str, str] | None = None) -> str:
 
 def upload_name(path: str, data: bytes = b"") -> str:
     """The uploaded file's own name (Gradio keeps it as the temp file's base name), made safe."""
-    from rag.api import safe_filename
+    from ui.api.uploads import safe_filename
 
     return safe_filename(Path(path).name, data)
 

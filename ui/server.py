@@ -30,7 +30,7 @@ def create_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from rag.api import create_api
+    from ui.api import create_api
 
     service = service or Tongwen(settings or Settings())
     service.ensure_index(show_progress=show_progress)  # `tongwen serve` shows the embedding progress bar
@@ -45,8 +45,8 @@ def create_app(
         settings = service.settings
         app = gr.mount_gradio_app(app, build_ui(service), path="/", max_file_size=settings.max_upload_bytes)
         if settings.api_key:
-            from rag.auth import may_write
-            from rag.guards import UploadGate
+            from ui.api.guards import UploadGate
+            from ui.auth import may_write
 
             app.add_middleware(UploadGate, allowed=lambda key: may_write(settings, key))
     return app

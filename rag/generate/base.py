@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag.normalise import Script
+from ingest.normalise import Script
 from rag.retrieve import Hit
 
 

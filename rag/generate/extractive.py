@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ingest.normalise import to_script
+from rag.config import Settings
 from rag.evidence import select_evidence
 from rag.generate.base import AnswerRequest, Generator
-from rag.normalise import to_script
 from rag.prompts import load_prompt
 
 
@@ -22,3 +23,7 @@ class ExtractiveGenerator(Generator):
         evidence = select_evidence(request.hits, request.weights)
         quotes = "".join(f"{_quoted(to_script(ev.text, request.script))}[{ev.source}]" for ev in evidence)
         yield load_prompt("extractive", request.script).format(quotes=quotes)
+
+
+def build(_settings: Settings) -> ExtractiveGenerator:
+    return ExtractiveGenerator()

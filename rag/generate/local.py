@@ -32,3 +32,7 @@ class LocalGenerator(OpenAIChatGenerator):
         server = get_local_server(path, self.settings.local_threads, self.settings.local_context)
         self.base_url, self.model, self.api_key = server.base_url, server.model_name, server.api_key
         return super().chat
+
+
+def build(settings: Settings) -> LocalGenerator:
+    return LocalGenerator(settings)

@@ -8,9 +8,11 @@ from functools import cached_property
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
+from ingest.normalise import Script
+from rag.config import Settings
+from rag.errors import TongwenError
 from rag.evidence import select_evidence
 from rag.generate.base import AnswerRequest, GenerationError, Generator
-from rag.normalise import Script
 from rag.prompts import load_prompt
 
 
@@ -79,3 +81,15 @@ class OpenAIChatGenerator(Generator):
             return str(self.chat.invoke([HumanMessage(prompt)]).content).strip()
         except Exception as exc:
             raise GenerationError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def build(settings: Settings) -> OpenAIChatGenerator:
+    if not settings.openai_base_url:
+        raise TongwenError("The openai backend needs TONGWEN_OPENAI_BASE_URL (an OpenAI-compatible endpoint).")
+    return OpenAIChatGenerator(
+        settings.openai_base_url,
+        settings.openai_model,
+        settings.openai_api_key,
+        settings.llm_timeout,
+        settings.llm_max_tokens,
+    )

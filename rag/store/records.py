@@ -5,16 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ingest.pipeline import Location
 
-@dataclass(frozen=True)
-class Location:
-    """Where a chunk lies in its original file, so a reader can check the citation."""
-
-    start: int  # char offset in the original text
-    end: int
-    line_start: int  # 1-based lines in the original text
-    line_end: int
-    page: int | None = None  # 1-based PDF page, when known
+__all__ = ["ChunkRecord", "DocumentRecord", "Location"]
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def to_script(text: str, script: Script) -> str:
 def _vocabulary_pairs() -> tuple[tuple[str, str], ...]:
     """(canonical Mainland term, canonical Taiwan term) pairs from ``vocabulary.tsv``."""
     pairs = []
-    for line in resources.files("rag").joinpath("vocabulary.tsv").read_text("utf-8").splitlines():
+    for line in resources.files("ingest").joinpath("vocabulary.tsv").read_text("utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         mainland, taiwan = line.split("\t")

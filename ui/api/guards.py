@@ -137,7 +137,7 @@ class UploadGate:
         from http.cookies import SimpleCookie
         from urllib.parse import unquote
 
-        from rag.auth import bearer_token
+        from ui.auth import bearer_token
 
         token = bearer_token(headers.get("authorization"))
         if token:

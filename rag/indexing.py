@@ -1,0 +1,162 @@
+"""Indexing: documents → chunk records → vectors → the next index snapshot.
+
+Unchanged files (same name, same content hash) are skipped; a changed file replaces its old
+chunks; every other document's vectors are reused, not recomputed. The caller (the service)
+writes the snapshot as a new version beside the old one and switches it in atomically, so a crash
+leaves the old index in service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ingest.load import SUPPORTED_SUFFIXES, LoadedDocument, load_bytes
+from ingest.pipeline import chunk_loaded
+from ingest.sources import Source, doc_id_for, last_of_each_name
+from rag.config import Settings
+from rag.embeddings import EmbeddingModel
+from rag.errors import EmptyDocument, TongwenError, UnsupportedFileType
+from rag.store.keyword import tokenize
+from rag.store.records import ChunkRecord, DocumentRecord
+from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. ``failed`` maps a name to its message and ``failed_kinds`` to the
+    error class, so a caller can answer with the right status (413/415/422) without parsing text.
+    ``duplicates`` lists names given more than once in the batch; only the last copy was used."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_kinds: dict[str, type[TongwenError]] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.deleted)
+
+
+def index_records(loaded: LoadedDocument, doc_id: str, model: EmbeddingModel, settings: Settings) -> list[ChunkRecord]:
+    """The index records of one loaded document (not yet embedded)."""
+    chunks = chunk_loaded(loaded, model.count_tokens, settings.chunk_max_tokens, settings.chunk_overlap_tokens)
+    return [
+        ChunkRecord(
+            id=f"{doc_id}:{seq}",
+            doc_id=doc_id,
+            doc=loaded.name,
+            seq=seq,
+            heading=chunk.heading,
+            text=chunk.text,
+            canonical=chunk.canonical,
+            tokens=tokenize(chunk.canonical),
+            location=chunk.location,
+        )
+        for seq, chunk in enumerate(chunks)
+    ]
+
+
+def ingest_sources(
+    sources: list[Source],
+    previous: Snapshot | None,
+    model: EmbeddingModel,
+    settings: Settings,
+    delete: Iterable[str] = (),
+    show_progress: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[Snapshot | None, IngestReport]:
+    """Compute the next snapshot from the previous one; None when nothing changed.
+
+    A file that fails to load is reported and skipped: the rest of the batch still lands, and
+    nothing of the bad file enters the index. A name given twice counts once (the last copy).
+    """
+    started = time.perf_counter()
+    report = IngestReport()
+    sources, report.duplicates = last_of_each_name(sources, lambda s: s.name)
+    for name in report.duplicates:
+        log.warning("%s was given more than once in one batch; only the last copy is ingested", name)
+    say = on_progress or (lambda _msg: None)
+    old_docs = dict(previous.manifest.documents) if previous else {}
+    docs = dict(old_docs)
+    new_records: list[ChunkRecord] = []
+
+    for doc_id in delete:
+        if doc_id in docs:
+            report.deleted.append(docs.pop(doc_id).name)
+    for source in sources:
+        doc_id = doc_id_for(source.name)
+        digest = hashlib.sha256(source.data).hexdigest()
+        if doc_id in docs and docs[doc_id].sha256 == digest:
+            report.unchanged.append(source.name)
+            continue
+        try:
+            if Path(source.name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise UnsupportedFileType(
+                    f"{source.name}: unsupported type; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+                )
+            say(f"Reading {source.name}")
+            loaded = load_bytes(source.data, source.name)
+            records = index_records(loaded, doc_id, model, settings)
+            if not records:
+                raise EmptyDocument(f"{source.name}: no text left to index after cleaning")
+        except TongwenError as exc:
+            report.failed[source.name] = str(exc)
+            report.failed_kinds[source.name] = type(exc)
+            continue
+        (report.updated if doc_id in docs else report.added).append(source.name)
+        docs[doc_id] = DocumentRecord(
+            doc_id=doc_id,
+            name=source.name,
+            sha256=digest,
+            kind=loaded.kind,
+            encoding=loaded.encoding,
+            chars=len(loaded.text),
+            chunks=len(records),
+            ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        new_records.extend(records)
+
+    if not report.changed:
+        report.seconds = time.perf_counter() - started
+        return None, report
+
+    replaced = {doc_id for doc_id in old_docs if doc_id not in docs or docs[doc_id] is not old_docs[doc_id]}
+    kept_positions = [i for i, c in enumerate(previous.chunks) if c.doc_id not in replaced] if previous else []
+    kept_vectors = previous.vectors()[kept_positions] if previous else np.zeros((0, model.dimension), np.float32)
+    say(f"Embedding {len(new_records)} chunks")
+    new_vectors = (
+        model.embed_passages([r.canonical for r in new_records], show_progress=show_progress)
+        if new_records
+        else np.zeros((0, model.dimension), np.float32)
+    )
+    report.chunks_embedded = len(new_records)
+    chunks = [previous.chunks[i] for i in kept_positions] if previous else []
+    chunks += new_records
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        embedding_model=model.name,
+        embedding_backend=model.backend,
+        dimension=model.dimension,
+        chunk_max_tokens=settings.chunk_max_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        documents=docs,
+    )
+    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]))
+    report.seconds = time.perf_counter() - started
+    return snapshot, report

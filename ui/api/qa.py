@@ -1,0 +1,42 @@
+"""``/api/retrieve`` and ``/api/ask``: Tongwen's own question routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from rag.service import Tongwen
+from ui.api.history import checked_history
+from ui.api.schemas import AskRequest, RetrieveRequest
+from ui.api.sse import event, sse_response
+
+
+def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
+    api = APIRouter(tags=["qa"], dependencies=[Depends(read_guard)])
+
+    @api.post("/api/retrieve")
+    def retrieve(body: RetrieveRequest) -> dict[str, Any]:
+        """Hybrid search only: the chunks a question would be answered from."""
+        return {"hits": service.retrieve(body.query, body.top_k)}
+
+    @api.post("/api/ask", response_model=None)
+    def ask(body: AskRequest) -> dict[str, Any] | EventSourceResponse:
+        """Answer with citations. With `stream: true`, Server-Sent Events: `question`, `token`…,
+        then `final` carrying the checked answer, sources and citations (or `error`)."""
+        history = checked_history(body.history, service.settings)
+        if not body.stream:
+            return service.ask(body.question, history, body.top_k, body.llm)
+        events = service.ask_stream(body.question, history, body.top_k, body.llm)
+        first = next(events)  # validation errors surface here, before the 200 is sent
+
+        def stream() -> Iterator[ServerSentEvent]:
+            yield event(first["type"], first)
+            for item in events:
+                yield event(item["type"], item)
+
+        return sse_response(stream())
+
+    return api
