@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="Minimum support score for an answer; below it the answer is a refusal. "
         "Default calibrated on the bundled gold set (`tongwen eval` prints the best value).",
     )
+    history_chars: int = Field(
+        default=600,
+        ge=0,
+        description="Most characters of the conversation (earlier questions, quotes of the last answer) "
+        "a follow-up's search adds; 0 searches follow-ups alone.",
+    )
     llm: GeneratorName = Field(default="auto", description="Generator backend.")
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1."

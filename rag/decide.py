@@ -1,0 +1,70 @@
+"""The found / refuse decision: does the retrieved evidence answer the question?
+
+Three checks, all on the top sources:
+
+* support: the IDF-weighted share of the question's content words in the best chunk
+  (:func:`rag.support.support_score`), for the question as understood (a follow-up is measured
+  together with the question it leans on, since 「為什麼？」 alone asks about nothing);
+* specifics: a number, unit or asked-about noun that no top source has means the documents answer
+  a neighbouring question (:func:`rag.support.missing_specifics`);
+* a follow-up's own words: what the follow-up adds (「那韓國呢？」 adds 韓國) must be in the
+  evidence too, or the conversation's words alone would carry the decision.
+
+After generation, an LLM's own refusal is weighed against the evidence in
+:meth:`rag.chain.AnswerChain.post_check`: strong evidence overrides it with an extractive answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rag.retrieve import Hit, Query
+from rag.store.snapshot import Snapshot
+from rag.support import content_tokens, idf, missing_specifics, support_score
+
+
+@dataclass
+class Decision:
+    found: bool
+    support: float
+    missing: list[str] = field(default_factory=list)
+    own_support: float | None = None  # the follow-up's own words, when it is a follow-up that has some
+    dense: float | None = None  # best cosine of the top source
+
+
+def own_words_support(
+    asked: Query, context: str, hits: Sequence[Hit], snapshot: Snapshot, depth: int = 3
+) -> float | None:
+    """IDF-weighted share of the follow-up's new content words (those not already in the
+    conversation) found in one of the top chunks; None when it brings no new word."""
+    tokens = [t for t in dict.fromkeys(content_tokens(asked.variants[0])) if t not in context]
+    if not tokens or not hits:
+        return None
+    weights = {t: idf(t, snapshot) for t in tokens}
+    total = sum(weights.values()) or 1.0
+    return max(sum(w for t, w in weights.items() if t in set(h.chunk.tokens)) / total for h in hits[:depth])
+
+
+def decide(
+    query: Query,
+    hits: Sequence[Hit],
+    snapshot: Snapshot,
+    threshold: float,
+    asked: Query | None = None,
+    context: str = "",
+) -> Decision:
+    """``query`` is what the decision measures (the understood question); ``asked`` and
+    ``context`` (canonical text of the conversation) are given for a follow-up."""
+    support = support_score(query, hits, snapshot)
+    missing = missing_specifics(query, hits)
+    own = own_words_support(asked, context, hits, snapshot) if asked is not None else None
+    dense = hits[0].dense if hits else None
+    found = bool(hits) and not missing and support >= threshold and (own is None or own >= threshold)
+    return Decision(found, support, missing, own, dense)
+
+
+def evidence_is_strong(decision_support: float, threshold: float) -> bool:
+    """Evidence strong enough to answer from it even when an LLM says the sources are silent:
+    well clear of the refusal threshold (the gold set's answerable questions mostly score > 0.8)."""
+    return decision_support >= max(0.75, threshold + 0.3)
