@@ -17,6 +17,8 @@ from rag.normalise import compact
 
 DEFAULT_GOLD = Path(__file__).resolve().parent / "gold" / "corpus_gold.jsonl"
 KEYS = ("id", "doc", "question_trad", "question_simp", "answer", "evidence", "type")
+OPTIONAL_KEYS = ("split",)
+SPLITS = ("tune", "test")
 TYPES = frozenset({"fact", "number", "list", "why", "compare", "unanswerable"})
 
 
@@ -33,6 +35,7 @@ class GoldItem:
     answer: str
     evidence: str
     type: str
+    split: str = "tune"  # "test" items are held out from calibration and tuning; absent means "tune"
 
     @property
     def answerable(self) -> bool:
@@ -51,12 +54,14 @@ def _item(line_no: int, raw: str) -> GoldItem:
     if not isinstance(data, dict):
         raise GoldFormatError(f"{where}: expected a JSON object")
     missing = [k for k in KEYS if k not in data]
-    extra = [k for k in data if k not in KEYS]
+    extra = [k for k in data if k not in KEYS + OPTIONAL_KEYS]
     if missing or extra:
         raise GoldFormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
     if not all(isinstance(data[k], str) for k in KEYS):
         raise GoldFormatError(f"{where}: every field must be a string")
-    item = GoldItem(**{k: data[k] for k in KEYS})
+    item = GoldItem(**{k: data[k] for k in KEYS}, split=data.get("split", "tune"))
+    if item.split not in SPLITS:
+        raise GoldFormatError(f"{where}: split {item.split!r} is not one of {list(SPLITS)}")
     if item.type not in TYPES:
         raise GoldFormatError(f"{where}: type {item.type!r} is not one of {sorted(TYPES)}")
     if not item.question_trad.strip() or not item.question_simp.strip():

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.gold import DEFAULT_GOLD, GoldFormatError, evidence_problems, load_gold
+from eval.gold import DEFAULT_GOLD, SPLITS, GoldFormatError, evidence_problems, load_gold
+from eval.split import assign_splits, gold_strata
 from rag.normalise import compact, detect_script
 from tests.conftest import CORPUS
 
@@ -49,6 +50,18 @@ def test_the_small_set_is_a_subset_with_all_unanswerables() -> None:
     assert sum(not i.answerable for i in small) == sum(not i.answerable for i in full.values())
 
 
+def test_both_splits_cover_every_document_and_follow_the_documented_rule() -> None:
+    items = load_gold()
+    records = [json.loads(line) for line in DEFAULT_GOLD.read_text("utf-8").splitlines() if line.strip()]
+    assert {i.id: i.split for i in items} == assign_splits((r["id"], gold_strata(r)) for r in records)
+    documents = {p.name for p in CORPUS.iterdir()}
+    for split in SPLITS:
+        part = [i for i in items if i.split == split]
+        assert {i.doc for i in part if i.answerable} == documents, split
+        assert any(not i.answerable for i in part), split
+    assert 0.2 <= sum(i.split == "test" for i in items) / len(items) <= 0.4
+
+
 GOOD = {
     "id": "x1",
     "doc": "000_6e77f61679c9a0c3.txt",
@@ -68,6 +81,7 @@ GOOD = {
         ([json.dumps({k: v for k, v in GOOD.items() if k != "answer"})], "missing keys ['answer']"),
         ([json.dumps({**GOOD, "note": "x"})], "unknown keys ['note']"),
         ([json.dumps({**GOOD, "type": "trivia"})], "type 'trivia' is not one of"),
+        ([json.dumps({**GOOD, "split": "dev"})], "split 'dev' is not one of ['tune', 'test']"),
         ([json.dumps({**GOOD, "evidence": " "})], "needs an evidence quote"),
         ([json.dumps({**GOOD, "type": "unanswerable"})], "unanswerable item has empty answer"),
         ([json.dumps(GOOD), json.dumps(GOOD)], "duplicate ids: ['x1']"),
@@ -79,6 +93,12 @@ def test_validator_says_what_is_wrong(tmp_path: Path, lines: list[str], message:
     path.write_text("\n".join(lines) + "\n", "utf-8")
     with pytest.raises(GoldFormatError, match=re.escape(message)):
         load_gold(path)
+
+
+def test_a_file_without_split_is_all_tune(tmp_path: Path) -> None:
+    path = tmp_path / "gold.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "x2", "split": "test"}) + "\n", "utf-8")
+    assert [i.split for i in load_gold(path)] == ["tune", "test"]
 
 
 def test_evidence_problems_name_the_item(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+"""The held-out split of the gold data: which items may be used for tuning, and which only for reporting.
+
+Thresholds and prompts calibrated on the very items they are scored on overstate quality. Each gold item
+and dialogue therefore carries ``split``: "tune" (calibrate, tune, look at freely) or "test" (report only).
+The assignment is a pure function of the items, so it can be recomputed and checked: the ids are taken in
+the order of their SHA-256 hash, and about ``TEST_SHARE`` of every document and of every question type
+(dialogue category) go to "test". Both scripts of an item are one item, so they share a split.
+
+Run ``python -m eval.split`` to (re)write the ``split`` field of the bundled files after adding items.
+Adding items can move a few existing items between the splits; rerun the evaluation of both after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+
+TEST_SHARE = 0.3
+GOLD_DIR = Path(__file__).resolve().parent / "gold"
+
+
+def _rank(item_id: str) -> str:
+    return hashlib.sha256(item_id.encode("utf-8")).hexdigest()
+
+
+def assign_splits(items: Iterable[tuple[str, tuple[Hashable, ...]]], test_share: float = TEST_SHARE) -> dict[str, str]:
+    """Map each item id to "tune" or "test", balanced on every stratum dimension at once.
+
+    Each item comes with one label per dimension (e.g. its document and its question type). Every label
+    gets a quota of ``round(count * test_share)`` test items (at least one when it has two or more items);
+    going through the ids in hash order, an item goes to "test" while all of its labels still have quota.
+    """
+    items = list(items)
+    counts = Counter((dim, label) for _, labels in items for dim, label in enumerate(labels))
+    quota = {key: max(round(n * test_share), 1 if n >= 2 else 0) for key, n in counts.items()}
+    splits: dict[str, str] = {}
+    for item_id, labels in sorted(items, key=lambda item: _rank(item[0])):
+        keys = list(enumerate(labels))
+        if all(quota[key] > 0 for key in keys):
+            splits[item_id] = "test"
+            for key in keys:
+                quota[key] -= 1
+        else:
+            splits[item_id] = "tune"
+    return splits
+
+
+def gold_strata(record: dict) -> tuple[str, str]:
+    return record["doc"], record["type"]
+
+
+def dialogue_strata(record: dict) -> tuple[str, str]:
+    return record["turns"][0]["doc"], record["category"]
+
+
+def _rewrite(path: Path, splits: dict[str, str]) -> None:
+    records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    lines = [
+        json.dumps({**{k: v for k, v in r.items() if k != "split"}, "split": splits[r["id"]]}, ensure_ascii=False)
+        for r in records
+    ]
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def main() -> None:
+    full = GOLD_DIR / "corpus_gold.jsonl"
+    records = [json.loads(line) for line in full.read_text("utf-8").splitlines() if line.strip()]
+    gold_splits = assign_splits((r["id"], gold_strata(r)) for r in records)
+    for name in ("corpus_gold.jsonl", "corpus_gold_small.jsonl"):  # the small set takes its items' splits
+        _rewrite(GOLD_DIR / name, gold_splits)
+    dialogues = GOLD_DIR / "dialogues.jsonl"
+    records = [json.loads(line) for line in dialogues.read_text("utf-8").splitlines() if line.strip()]
+    _rewrite(dialogues, assign_splits((r["id"], dialogue_strata(r)) for r in records))
+
+
+if __name__ == "__main__":
+    main()
