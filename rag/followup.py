@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from rag.normalise import Script, detect_script
+from rag.sentences import split_sentences
 
 _CITATION = re.compile(r"\[\d{1,2}\]")
 # Signs that a question leans on the turn before it.
@@ -49,9 +50,9 @@ def last_answer_quotes(history: Sequence[Mapping[str, str]]) -> str:
         text = str(message.get("content", ""))
         if not _CITATION.search(text):
             return ""  # a refusal (or an uncited answer) establishes nothing
-        pieces = re.findall(r"[^。！？；\n]*?(?:\[\d{1,2}\])+", text)
-        cited = "".join(_CITATION.sub("", p) for p in pieces) or _CITATION.sub("", text)
-        return re.sub(r"[「」『』]|^\s*(?:根據文件|根据文件)[：:]", "", cited).strip()
+        sentences = [text[s:e] for s, e in split_sentences(text)]
+        cited = "".join(_CITATION.sub("", s) for s in sentences if _CITATION.search(s))
+        return re.sub(r"[「」『』]|\s*(?:根據文件|根据文件)[：:]", "", cited).strip()
     return ""
 
 
