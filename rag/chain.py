@@ -34,6 +34,7 @@ from rag.support import content_tokens, idf
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+INHERITED_WEIGHT = 0.3  # a word a follow-up inherits from the conversation, relative to its own words
 SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
 _REFUSAL_MARK = (
     "没有提到", "沒有提到", "没有提及", "沒有提及", "无法回答", "無法回答", "未提及", "未提到",
@@ -154,14 +155,15 @@ class AnswerChain:
 
     def decide(self, turn: Turn) -> Turn:
         assert turn.query is not None
-        follow_up = bool(turn.history) and turn.query.variants[0] != Query.from_question(turn.asked).variants[0]
+        asked = Query.from_question(turn.asked)
+        follow_up = bool(turn.history) and turn.query.variants[0] != asked.variants[0]
         context = canonical("".join(str(m.get("content", "")) for m in turn.history)) if follow_up else ""
         decision = decide(
             turn.query,
             turn.hits,
             self.snapshot,
             self.settings.found_threshold,
-            asked=Query.from_question(turn.asked) if follow_up else None,
+            asked=asked if follow_up else None,
             context=context,
         )
         turn.found, turn.support, turn.missing, turn.own = (
@@ -170,9 +172,19 @@ class AnswerChain:
             decision.missing,
             decision.own_support,
         )
-        variant = turn.query.variants[0]
-        turn.weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
+        turn.weights = self.question_weights(turn.query, asked if follow_up else None)
         return turn
+
+    def question_weights(self, query: Query, asked: Query | None) -> dict[str, float]:
+        """IDF weight of each content word, for choosing the sentences that answer. A follow-up's
+        own words weigh in full; words it only inherits from the conversation weigh less, or the
+        answer would drift back to what the previous turn already answered."""
+        weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(query.variants[0]))}
+        if asked is not None:
+            own = set(content_tokens(asked.variants[0]))
+            weights = {t: w if t in own else INHERITED_WEIGHT * w for t, w in weights.items()}
+            weights.update({t: idf(t, self.snapshot) for t in own if t not in weights})
+        return weights
 
     def generate(self, turn: Turn) -> Turn:
         turn.answer = "".join(self.stream_answer(turn))

@@ -77,21 +77,22 @@ def _table_header(text: str, start: int) -> str:
 
 def answer_span(sentence: str, weights: Mapping[str, float], kind: str | None) -> str:
     """The shortest clause of a sentence that answers: it holds the kind of thing asked for (a
-    figure, a list) and as much of the question as any such clause. The sentence itself when it
-    has only one clause or no clause is better. Verbatim: a substring of the sentence."""
+    figure, a list) and at least half of the question words the whole sentence holds, so it is
+    the part of the sentence about the question. The sentence itself when the question asks for
+    neither kind (a reason or a description needs the whole sentence) or no clause qualifies.
+    Verbatim: a substring of the sentence."""
+    if kind is None:
+        return sentence
     clauses, start = [], 0
     for match in _CLAUSE_END.finditer(sentence):
         clauses.append(sentence[start : match.start()].strip())
         start = match.end()
     clauses.append(sentence[start:].strip())
-    clauses = [c for c in clauses if len(c) >= 4]
-    if len(clauses) < 2:
-        return sentence
-    candidates = [c for c in clauses if has_kind(c, kind)] if kind else clauses
-    if not candidates:
+    candidates = [c for c in clauses if len(c) >= 4 and has_kind(c, kind)]
+    if len(clauses) < 2 or not candidates:
         return sentence
     best = max(candidates, key=lambda c: (_coverage(c, weights), -len(c)))
-    return best if _coverage(best, weights) > 0 or kind else sentence
+    return best if _coverage(best, weights) >= 0.5 * _coverage(sentence, weights) else sentence
 
 
 def select_evidence(

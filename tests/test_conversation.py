@@ -180,7 +180,7 @@ ANSWERABLE_SIMP = "卢森堡是在什么时候发布“第三次工业革命战�
 
 def test_model_refusal_with_strong_evidence_is_answered_from_the_evidence(service: Tongwen) -> None:
     refusing = WithGenerator(service, FixedGenerator("文件中沒有提到這個問題的答案[2]。"))
-    result = refusing.ask(ANSWERABLE_SIMP)
+    result = refusing.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")  # every word in one sentence
     assert result["found"] and "2016" in result["answer"] and result["backend"].startswith("extractive")
     assert any("摘录" in n or "摘錄" in n for n in result["notes"])
 
