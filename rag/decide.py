@@ -7,8 +7,8 @@ Three checks, all on the top sources:
   together with the question it leans on, since 「為什麼？」 alone asks about nothing);
 * specifics: a number, unit or asked-about noun that no top source has means the documents answer
   a neighbouring question (:func:`rag.support.missing_specifics`);
-* a follow-up's own words: what the follow-up adds (「那韓國呢？」 adds 韓國) must be in the
-  evidence too, or the conversation's words alone would carry the decision.
+* for a follow-up, the specifics of the follow-up itself, and the better of its own support and
+  the support of the question it is understood as.
 
 After generation, an LLM's own refusal is weighed against the evidence in
 :meth:`rag.chain.AnswerChain.post_check`: strong evidence overrides it with an extractive answer.
@@ -67,7 +67,9 @@ def decide(
         support = max(support, support_score(asked, hits, snapshot))
         own = own_words_support(asked, context, hits, snapshot)
     dense = hits[0].dense if hits else None
-    found = bool(hits) and not missing and support >= threshold and (own is None or own >= threshold)
+    # The follow-up's own words are reported, not required: a why/how follow-up paraphrases
+    # (「為什麼有專家懷疑…」), and requiring its words refused 40 % of answerable follow-ups (tune split).
+    found = bool(hits) and not missing and support >= threshold
     return Decision(found, support, missing, own, dense)
 
 
