@@ -122,12 +122,76 @@ def print_table(results: dict[str, Any]) -> None:
     if results.get("answers"):
         print(f"\nAnswers (backend {results['config']['backend']}, {results['items']} questions × 2 scripts)")
         print(_text_table(ANSWER_HEADER, answer_rows(results)))
+        if results.get("answers_by_split"):
+            print("\nAnswers by split (tune: calibrated on; test: held out)")
+            print(_text_table(SPLIT_HEADER, split_rows(results)))
+        if results.get("dialogues"):
+            print("\nDialogues (follow-up turns)")
+            print(_text_table(DIALOGUE_HEADER, dialogue_rows(results)))
+        if results.get("tradeoff"):
+            print("\nRefusal trade-off (tune split; refused = unanswerable refused)")
+            print(_text_table(TRADEOFF_HEADER, tradeoff_rows(results)))
         cal = results.get("calibration", {})
         if cal.get("threshold") is not None:
             print(
                 f"calibrated found_threshold: {cal['threshold']:.3f} (refusal acc {cal['refusal_accuracy']:.3f}, "
                 f"false refusals {cal['false_refusal_rate']:.3f}); in use: {results['config']['found_threshold']}"
             )
+
+
+SPLIT_KEYS = ("number_recall", "citation_correct", "refusal_accuracy", "false_refusal_rate", "script_match")
+SPLIT_HEADER = ["split", "script", "number recall", "citations ok", "unanswerable refused", "false refusals", "script"]
+DIALOGUE_KEYS = (
+    "follow_up_hit@5",
+    "false_refusal_rate",
+    "unanswerable_refused",
+    "facts_in_answer",
+    "script_match",
+    "n",
+)
+DIALOGUE_HEADER = [
+    "split",
+    "script",
+    "follow-up evidence@5",
+    "false refusals",
+    "unanswerable refused",
+    "facts in answer",
+    "script",
+    "n",
+]
+
+
+def split_rows(results: dict[str, Any]) -> list[list[str]]:
+    by_split = results.get("answers_by_split") or {}
+    return [
+        [split, script, *(_fmt(by_split[split][script][k]) for k in SPLIT_KEYS)]
+        for split in by_split
+        for script in ("trad", "simp")
+    ]
+
+
+def dialogue_rows(results: dict[str, Any]) -> list[list[str]]:
+    dialogues = results.get("dialogues") or {}
+    return [
+        [split, script, *(_fmt(dialogues[split][script][k]) for k in DIALOGUE_KEYS)]
+        for split in dialogues
+        for script in ("trad", "simp")
+    ]
+
+
+def tradeoff_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The refusal / false-refusal curve of the tune split, every other threshold step."""
+    curve = (results.get("tradeoff") or {}).get("tune") or []
+    return [
+        [
+            _fmt(p["threshold"], 2),
+            *(_fmt(p[s][k]) for s in ("trad", "simp") for k in ("refused", "false_refusals")),
+        ]
+        for p in curve[::2]
+    ]
+
+
+TRADEOFF_HEADER = ["threshold", "trad refused", "trad false refusals", "simp refused", "simp false refusals"]
 
 
 def readme_section(results: dict[str, Any]) -> str:
@@ -144,6 +208,15 @@ def readme_section(results: dict[str, Any]) -> str:
             "",
             markdown_table(ANSWER_HEADER, answer_rows(results)),
         ]
+    if results.get("answers_by_split"):
+        parts += [
+            "",
+            "By split (tune: calibrated on; test: held out):",
+            "",
+            markdown_table(SPLIT_HEADER, split_rows(results)),
+        ]
+    if results.get("dialogues"):
+        parts += ["", "Dialogues (follow-up turns):", "", markdown_table(DIALOGUE_HEADER, dialogue_rows(results))]
     return "\n".join(parts)
 
 
@@ -208,6 +281,23 @@ def _plots(results: dict[str, Any]) -> list[tuple[str, str]]:
         plots.append((title, _png(fig)))
         plt.close(fig)
 
+    curve = (results.get("tradeoff") or {}).get("tune")
+    if curve:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for script in ("trad", "simp"):
+            ax.plot(
+                [p[script]["false_refusals"] or 0 for p in curve],
+                [p[script]["refused"] or 0 for p in curve],
+                marker=".",
+                label=script,
+            )
+        ax.set_xlabel("answerable questions refused (false refusals)")
+        ax.set_ylabel("unanswerable questions refused")
+        ax.set_title("refusal trade-off over found_threshold (tune split)")
+        ax.legend()
+        plots.append(("refusal trade-off", _png(fig)))
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist(results.get("retrieval_latency_ms") or [0], bins=30)
     ax.set_xlabel("retrieval latency (ms)")
@@ -233,6 +323,12 @@ def write_html(results: dict[str, Any], path: Path) -> None:
     ]
     if results.get("answers"):
         sections += ["<h2>Answers</h2>", _html_table(ANSWER_HEADER, answer_rows(results))]
+    if results.get("answers_by_split"):
+        sections += ["<h2>Answers by split</h2>", _html_table(SPLIT_HEADER, split_rows(results))]
+    if results.get("dialogues"):
+        sections += ["<h2>Dialogues (follow-up turns)</h2>", _html_table(DIALOGUE_HEADER, dialogue_rows(results))]
+    if results.get("tradeoff"):
+        sections += ["<h2>Refusal trade-off (tune split)</h2>", _html_table(TRADEOFF_HEADER, tradeoff_rows(results))]
     if results.get("compare"):
         sections += [
             "<h2>Change against previous run</h2>",

@@ -18,7 +18,9 @@ from tqdm import tqdm
 
 from eval import metrics as m
 from eval.baselines import BigramBM25, NaiveLangchain
-from eval.gold import DEFAULT_GOLD, GoldItem, evidence_problems, load_gold
+from eval.dialogue_run import dialogue_records, summarise_dialogues
+from eval.dialogues import DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
+from eval.gold import DEFAULT_GOLD, SPLITS, GoldItem, evidence_problems, load_gold
 from eval.report import print_table, update_readme, write_html
 from ingest.load import load_document
 from rag.config import Settings
@@ -89,6 +91,7 @@ def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progre
             "id": item.id,
             "doc": item.doc,
             "type": item.type,
+            "split": item.split,
             "script": script,
             "question": question,
             "answerable": item.answerable,
@@ -141,6 +144,31 @@ def summarise_answers(records: list[dict]) -> dict[str, Any]:
         key: m.ratio(out["simp"][key], out["trad"][key]) for key in ("char_f1", "citation_correct", "refusal_accuracy")
     }
     return out
+
+
+def by_split(records: list[dict]) -> dict[str, Any]:
+    """The answer summary of each split: tune (calibrated on) and test (held out, report only)."""
+    return {split: summarise_answers([r for r in records if r.get("split", "tune") == split]) for split in SPLITS}
+
+
+def tradeoff_curve(records: list[dict], steps: int = 20) -> list[dict[str, Any]]:
+    """Refusals of unanswerable vs false refusals of answerable questions, per script, as the
+    support threshold sweeps 0…1: the curve the found_threshold is chosen on."""
+    curve = []
+    for i in range(steps + 1):
+        threshold = round(i / steps, 3)
+        point: dict[str, Any] = {"threshold": threshold}
+        for script in SCRIPTS:
+            rows = [r for r in records if r["script"] == script]
+            refused = [(r["answerable"], bool(r.get("missing")) or r["support"] < threshold) for r in rows]
+            ans = [ref for a, ref in refused if a]
+            una = [ref for a, ref in refused if not a]
+            point[script] = {
+                "refused": sum(una) / len(una) if una else None,
+                "false_refusals": sum(ans) / len(ans) if ans else None,
+            }
+        curve.append(point)
+    return curve
 
 
 def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> dict[str, Any]:
@@ -208,6 +236,7 @@ def run_evaluation(
     progress: bool = True,
     service: Tongwen | None = None,
     readme: Path | None = None,
+    dialogues: Path | None = None,
 ) -> int:
     """Run everything, write ``results.json`` and ``report.html`` under ``out`` (and the results
     section of ``readme`` when given); return the exit code of the ``min_hit5`` gate."""
@@ -251,11 +280,21 @@ def run_evaluation(
     if not retrieval_only:
         answers = answer_records(service, items, llm, progress)
         results["answers"] = summarise_answers(answers)
-        results["calibration"] = calibrate_threshold(answers)
+        results["answers_by_split"] = by_split(answers)
+        tune = [r for r in answers if r.get("split", "tune") == "tune"]
+        results["calibration"] = calibrate_threshold(tune)  # never on the held-out test split
+        results["tradeoff"] = {"tune": tradeoff_curve(tune)}
         results["answer_failures"] = [
             r for r in answers if (r["answerable"] != r["found"]) or r.get("citation_correct") is False
         ]
         results["answer_records"] = answers
+        dialogue_path = dialogues or (DEFAULT_DIALOGUES if gold is None else None)  # bundled corpus only
+        if dialogue_path is not None:
+            played = load_dialogues(dialogue_path)[:limit] if limit else load_dialogues(dialogue_path)
+            results["dialogue_problems"] = dialogue_problems(played, corpus_dir)
+            turns = dialogue_records(service, played, llm, progress)
+            results["dialogues"] = summarise_dialogues(turns)
+            results["dialogue_records"] = turns
     results["seconds"] = time.perf_counter() - started
 
     if compare is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -83,6 +84,32 @@ def to_script(text: str, script: Script) -> str:
             _converter("s2tw").convert(c) if detect_script(c) == "simplified" else c for c in _CLAUSE.findall(text)
         )
     return text
+
+
+def stream_to_script(pieces: Iterable[str], script: Script) -> Iterator[str]:
+    """Streamed text rendered in the asker's script clause by clause, so that the joined pieces
+    equal ``to_script(whole text)`` (after ``strip()``): a clause is converted once it is complete
+    (OpenCC resolves a character from its phrase, which never spans a clause end), and white
+    space is held back until more text follows it, since the final answer is stripped."""
+    buffer = ""
+    started = False
+    for piece in pieces:
+        buffer += piece
+        if not started:
+            buffer = buffer.lstrip()
+        end = max(buffer.rfind(c) for c in "。！？；\n")
+        if end < 0:
+            continue
+        done, buffer = buffer[: end + 1], buffer[end + 1 :]
+        body = done.rstrip()
+        held = done[len(body) :]
+        if body:
+            started = True
+            yield to_script(body, script) if script != "neutral" else body
+        buffer = held + buffer
+    tail = buffer.strip() if not started else buffer.rstrip()
+    if tail:
+        yield to_script(tail, script) if script != "neutral" else tail
 
 
 @lru_cache(maxsize=1)

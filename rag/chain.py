@@ -17,23 +17,29 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from ingest.normalise import Script, compact, detect_script, to_script
+from ingest.normalise import Script, canonical, compact, detect_script, stream_to_script, to_script
 from ingest.sentences import split_sentences
-from rag.condense import condense_by_rules, history_text, last_user_message
+from rag.condense import history_text, last_user_message, rewrite_by_rules
 from rag.config import Settings
+from rag.decide import decide, evidence_is_strong
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyQuestion, InvalidText, QuestionTooLong
+from rag.followup import decision_text, retrieval_queries, valid_condensed
 from rag.generate.base import AnswerRequest, GenerationError, Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
-from rag.retrieve import Hit, Query, hybrid_search
+from rag.retrieve import Hit, Query, fused_search
 from rag.store.snapshot import Snapshot
-from rag.support import content_tokens, idf, missing_specifics, support_score
+from rag.support import content_tokens, idf
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+INHERITED_WEIGHT = 0.3  # a word a follow-up inherits from the conversation, relative to its own words
 SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
-_REFUSAL_MARK = ("没有提到", "沒有提到", "无法回答", "無法回答", "未提及", "没有相关", "沒有相關")
+_REFUSAL_MARK = (
+    "没有提到", "沒有提到", "没有提及", "沒有提及", "无法回答", "無法回答", "未提及", "未提到",
+    "没有相关", "沒有相關", "未提供", "没有说明", "沒有說明",
+)  # fmt: skip
 
 
 @dataclass
@@ -43,9 +49,11 @@ class Turn:
     asked: str
     history: Sequence[Mapping[str, str]] = ()
     top_k: int = 5
-    question: str = ""
+    question: str = ""  # the question as understood: a trusted rewrite of a follow-up, else as asked
     script: Script = "neutral"
-    query: Query | None = None
+    searches: list[tuple[str, float]] = field(default_factory=list)  # texts searched, with fusion weights
+    query: Query | None = None  # what the found/refuse decision measures
+    own: float | None = None  # support of a follow-up's own new words
     hits: list[Hit] = field(default_factory=list)
     support: float = 0.0
     missing: list[str] = field(default_factory=list)  # numbers/units/nouns asked for that no source has
@@ -100,13 +108,16 @@ class AnswerChain:
         return turn
 
     def condense(self, turn: Turn) -> str:
-        """Rules first (instant, deterministic); an LLM backend gets the condense prompt only for
-        a short follow-up the rules could not place."""
+        """The question as understood, shown as 「已理解為…」 when it differs from what was asked.
+
+        A trusted rule rewrite first (instant, deterministic); otherwise an LLM backend may
+        rewrite a follow-up that leans on the conversation, and its rewrite is kept only when it
+        passes :func:`rag.followup.valid_condensed`. Retrieval never depends on this alone."""
         if not turn.history:
             return turn.asked
-        by_rules = condense_by_rules(turn.asked, turn.history)
-        if by_rules is not None:
-            return by_rules
+        by_rules = rewrite_by_rules(turn.asked, turn.history)
+        if by_rules is not None and by_rules[1]:
+            return by_rules[0]
         if isinstance(self.generator, ExtractiveGenerator) or len(turn.asked) > SHORT_FOLLOW_UP:
             return turn.asked
         prompt = load_prompt("condense", turn.script).format(history=history_text(turn.history), question=turn.asked)
@@ -114,16 +125,23 @@ class AnswerChain:
             rewritten = self.generator.complete(prompt, turn.script).strip().splitlines()
         except GenerationError:
             return turn.asked
-        return (rewritten[0].strip() if rewritten else "")[: self.settings.max_question_chars] or turn.asked
+        first = rewritten[0].strip() if rewritten else ""
+        if not valid_condensed(first, turn.asked, turn.script, self.settings.max_question_chars):
+            return turn.asked
+        return first
 
     def retrieve(self, turn: Turn) -> Turn:
+        """Search the question and, for a follow-up, the question joined with the conversation;
+        fuse the rankings (see :mod:`rag.followup`)."""
         started = time.perf_counter()
-        turn.query = Query.from_question(turn.question)
+        understood = turn.question if turn.question != turn.asked else None
+        turn.searches = retrieval_queries(turn.asked, turn.history, self.settings.history_chars, understood)
+        turn.query = Query.from_question(decision_text(turn.asked, turn.history, understood))
         pool = max(turn.top_k, self.settings.candidate_k) if self.reranker else turn.top_k
-        turn.hits = hybrid_search(
+        turn.hits = fused_search(
             self.snapshot,
             self.model,
-            turn.query,
+            [(Query.from_question(text), weight) for text, weight in turn.searches],
             pool,
             self.settings.candidate_k,
             self.settings.rrf_k,
@@ -141,12 +159,36 @@ class AnswerChain:
 
     def decide(self, turn: Turn) -> Turn:
         assert turn.query is not None
-        turn.support = support_score(turn.query, turn.hits, self.snapshot)
-        turn.missing = missing_specifics(turn.query, turn.hits)
-        turn.found = bool(turn.hits) and not turn.missing and turn.support >= self.settings.found_threshold
-        variant = turn.query.variants[0]
-        turn.weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
+        asked = Query.from_question(turn.asked)
+        follow_up = bool(turn.history) and turn.query.variants[0] != asked.variants[0]
+        context = canonical("".join(str(m.get("content", "")) for m in turn.history)) if follow_up else ""
+        decision = decide(
+            turn.query,
+            turn.hits,
+            self.snapshot,
+            self.settings.found_threshold,
+            asked=asked if follow_up else None,
+            context=context,
+        )
+        turn.found, turn.support, turn.missing, turn.own = (
+            decision.found,
+            decision.support,
+            decision.missing,
+            decision.own_support,
+        )
+        turn.weights = self.question_weights(turn.query, asked if follow_up else None)
         return turn
+
+    def question_weights(self, query: Query, asked: Query | None) -> dict[str, float]:
+        """IDF weight of each content word, for choosing the sentences that answer. A follow-up's
+        own words weigh in full; words it only inherits from the conversation weigh less, or the
+        answer would drift back to what the previous turn already answered."""
+        weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(query.variants[0]))}
+        if asked is not None:
+            own = set(content_tokens(asked.variants[0]))
+            weights = {t: w if t in own else INHERITED_WEIGHT * w for t, w in weights.items()}
+            weights.update({t: idf(t, self.snapshot) for t in own if t not in weights})
+        return weights
 
     def generate(self, turn: Turn) -> Turn:
         turn.answer = "".join(self.stream_answer(turn))
@@ -158,21 +200,30 @@ class AnswerChain:
         answer = _CITATION.sub(
             lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(turn.hits) else "", turn.answer
         ).strip()
-        if turn.found and turn.backend != "extractive" and any(m in answer for m in _REFUSAL_MARK):
-            turn.found = False  # the model says the sources don't answer it: no citations then
-            answer = _CITATION.sub("", answer).strip()
+        if turn.found and not turn.backend.startswith("extractive") and _is_refusal(answer):
+            if evidence_is_strong(turn.support, self.settings.found_threshold):
+                # The model says the sources are silent, but they plainly hold the question's words.
+                answer = self.extractive_instead(turn, "模型認為文件沒有答案，但文件中有高度相關的句子")
+            else:
+                turn.found = False  # the model says the sources don't answer it: no citations then
+                answer = load_prompt("refusal", turn.script).format(question=turn.question)
         if turn.found and not turn.backend.startswith("extractive") and not _has_content(answer):
             # Small models sometimes answer with citation markers only (「[1] [2] [3]」).
             answer = self.extractive_instead(turn, "模型的回答只有引用標記，沒有內容")
         if turn.found and not _CITATION.search(answer) and turn.hits:
             answer = cite_by_overlap(answer, turn.hits)
-        turn.answer = to_script(answer, turn.script) if turn.script != "neutral" else answer
+        turn.answer = "".join(stream_to_script([answer], turn.script))
         turn.notes = [to_script(n, turn.script) for n in turn.notes] if turn.script != "neutral" else turn.notes
         turn.citations = citations_for(turn.answer, turn.hits) if turn.found else []
         return turn
 
     # -- generation with fallback ---------------------------------------------------------------
     def stream_answer(self, turn: Turn) -> Iterator[str]:
+        """Answer text in pieces, in the asker's script: the same text as the final answer when the
+        post-check leaves it alone (see :func:`ingest.normalise.stream_to_script`)."""
+        return stream_to_script(self.raw_stream(turn), turn.script)
+
+    def raw_stream(self, turn: Turn) -> Iterator[str]:
         """Answer text in pieces: a refusal, the generator's answer, or the extractive fallback."""
         started = time.perf_counter()
         turn.backend = self.generator.name
@@ -217,6 +268,11 @@ class AnswerChain:
             | RunnableLambda(self.generate, name="generate")
             | RunnableLambda(self.post_check, name="post_check")
         )
+
+
+def _is_refusal(answer: str) -> bool:
+    """An LLM's answer that says the sources do not answer the question."""
+    return any(mark in answer for mark in _REFUSAL_MARK)
 
 
 def _has_content(answer: str) -> bool:

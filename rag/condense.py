@@ -47,7 +47,8 @@ def elliptical_subject(question: str) -> str | None:
     return subject
 
 
-_PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其|該|该")
+# 其 and 該 as pronouns only: 其他 / 其中 / 其實 / 該當 are words of their own.
+_PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|該(?![當当])|该(?!当)")
 
 
 def resolve_pronoun(question: str, previous: str) -> str | None:
@@ -100,17 +101,34 @@ def attach_to_topic(previous: str, subject: str) -> str:
     return f"{topic}的{subject}是什麼？" if topic else f"{subject}是什麼？"
 
 
-def condense_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> str | None:
-    """A standalone question, or None when the question doesn't look like a follow-up."""
+def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tuple[str, bool] | None:
+    """A standalone question and whether it can be trusted, or None when the question doesn't
+    look like a follow-up. Trusted: a name put in place of a name (那韓國呢 after a question about
+    台積電), a pronoun replaced by the previous question's name, or a common noun phrase attached
+    to the previous topic (那三大運作原則呢). Not trusted: a name attached as if it were an
+    attribute (「台積電的韓國是什麼」) or a word too short to tell, which only means the rules could not place it."""
     previous = last_user_message(history)
     if previous is None:
         return None
     subject = elliptical_subject(question)
     if subject is None:
-        return resolve_pronoun(question, previous)
+        resolved = resolve_pronoun(question, previous)
+        return None if resolved is None else (resolved, True)
     script = detect_script(question)
-    rewritten = substitute_subject(previous, subject) or attach_to_topic(previous, subject)
-    return to_script(rewritten, script) if script != "neutral" else rewritten
+    substituted = substitute_subject(previous, subject)
+    if substituted is not None:
+        rewritten, trusted = substituted, True
+    else:
+        is_name = any(w.flag in _NAME_FLAGS for w in posseg().cut(canonical(subject)))
+        # A short word jieba does not know (聯電 comes out as 联 / 电) may be a name too.
+        rewritten, trusted = attach_to_topic(previous, subject), not is_name and len(subject) >= 3
+    return (to_script(rewritten, script) if script != "neutral" else rewritten), trusted
+
+
+def condense_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> str | None:
+    """A standalone question, or None when the question doesn't look like a follow-up."""
+    rewritten = rewrite_by_rules(question, history)
+    return None if rewritten is None else rewritten[0]
 
 
 def history_text(history: Sequence[Mapping[str, str]], turns: int = 4) -> str:

@@ -62,9 +62,15 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
     found_threshold: float = Field(
-        default=0.37,
+        default=0.22,
         description="Minimum support score for an answer; below it the answer is a refusal. "
-        "Default calibrated on the bundled gold set (`tongwen eval` prints the best value).",
+        "Default calibrated on the tune split of the bundled gold set (`tongwen eval` prints the best value).",
+    )
+    history_chars: int = Field(
+        default=600,
+        ge=0,
+        description="Most characters of the conversation (earlier questions, quotes of the last answer) "
+        "a follow-up's search adds; 0 searches follow-ups alone.",
     )
     llm: str = Field(
         default="auto", description="Answer backend: `auto`, `extractive`, `local` or `openai` (see README)."

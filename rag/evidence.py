@@ -6,6 +6,7 @@ context, because on a CPU prompt length is latency) use this one selection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,8 +19,37 @@ from rag.store.keyword import tokenize
 @dataclass(frozen=True)
 class Evidence:
     source: int  # 1-based number of the source (the hit) it comes from: the [n] of a citation
-    text: str  # the sentence as in the document
+    text: str  # the sentence as in the document (a table row: the row's line)
     score: float
+    context: str = ""  # a table row's header line, which says what its cells are
+
+
+# What kind of answer a (canonical) question asks for: a figure / date, or a list.
+_ASKS_FIGURE = re.compile(
+    r"多少|几|多大|多久|多长|多高|多远|何时|什么时候|哪一年|哪年|哪一天|哪天|哪个月|年份|日期|比例|比率|百分"
+)
+_ASKS_LIST = re.compile(r"哪些|哪几|哪[二三四五六七八九十两\d]|有什么|包括什么|包含什么|什么样的")
+_FIGURE = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]+(?:[个項项位家年月日天%％倍成]|分之)")
+_CLAUSE_END = re.compile(r"[，,：:；;。！？!?]")
+KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
+
+
+def asked_kind(question: str) -> str | None:
+    """ "figure", "list" or None (an entity, a reason, a description) for a question."""
+    text = canonical(question)
+    if _ASKS_FIGURE.search(text):
+        return "figure"
+    if _ASKS_LIST.search(text):
+        return "list"
+    return None
+
+
+def has_kind(text: str, kind: str | None) -> bool:
+    if kind == "figure":
+        return _FIGURE.search(text) is not None
+    if kind == "list":
+        return "、" in text or text.count("|") >= 2
+    return False
 
 
 def _coverage(sentence: str, weights: Mapping[str, float]) -> float:
@@ -28,17 +58,57 @@ def _coverage(sentence: str, weights: Mapping[str, float]) -> float:
     return sum(w for t, w in weights.items() if t in tokens) / total
 
 
+def _table_header(text: str, start: int) -> str:
+    """The header of the table a row at ``start`` belongs to: the first line of the run of
+    「a | b」 lines around it (how ingest renders .docx and HTML tables), or "" for prose."""
+    lines = text.split("\n")
+    offset, index = 0, 0
+    for index, line in enumerate(lines):  # noqa: B007 - index is used after the loop
+        if offset + len(line) >= start:
+            break
+        offset += len(line) + 1
+    if " | " not in lines[index]:
+        return ""
+    first = index
+    while first > 0 and " | " in lines[first - 1]:
+        first -= 1
+    return lines[first].strip() if first != index else ""
+
+
+def answer_span(sentence: str, weights: Mapping[str, float], kind: str | None) -> str:
+    """The shortest clause of a sentence that answers: it holds the kind of thing asked for (a
+    figure, a list) and at least half of the question words the whole sentence holds, so it is
+    the part of the sentence about the question. The sentence itself when the question asks for
+    neither kind (a reason or a description needs the whole sentence) or no clause qualifies.
+    Verbatim: a substring of the sentence."""
+    if kind is None:
+        return sentence
+    clauses, start = [], 0
+    for match in _CLAUSE_END.finditer(sentence):
+        clauses.append(sentence[start : match.start()].strip())
+        start = match.end()
+    clauses.append(sentence[start:].strip())
+    candidates = [c for c in clauses if len(c) >= 4 and has_kind(c, kind)]
+    if len(clauses) < 2 or not candidates:
+        return sentence
+    best = max(candidates, key=lambda c: (_coverage(c, weights), -len(c)))
+    return best if _coverage(best, weights) >= 0.5 * _coverage(sentence, weights) else sentence
+
+
 def select_evidence(
     hits: Sequence[Hit],
     weights: Mapping[str, float],
     max_sentences: int = 3,
     max_chars: int = 320,
     depth: int = 3,
+    kind: str | None = None,
 ) -> list[Evidence]:
     """The best-covering sentences of the top hits, best first, within a character budget.
 
     A sentence must cover at least half as much of the question as the best one, so the answer
-    does not drift into loosely related text; earlier (better-ranked) sources win ties.
+    does not drift into loosely related text; earlier (better-ranked) sources win ties. A sentence
+    holding the ``kind`` of answer asked for (a figure, a list) gets a bonus. A table row is scored
+    together with its header line, since the row alone (「2019 | 35」) shares no word with a question.
     """
     candidates: list[Evidence] = []
     for n, hit in enumerate(hits[:depth], start=1):
@@ -46,8 +116,11 @@ def select_evidence(
             text = hit.chunk.text[start:end].strip()
             if len(text) < 4:
                 continue
-            score = _coverage(text, weights) - 0.02 * (n - 1)
-            candidates.append(Evidence(n, text, score))
+            header = _table_header(hit.chunk.text, start) if " | " in text else ""
+            score = _coverage(f"{header}\n{text}" if header else text, weights) - 0.02 * (n - 1)
+            if kind and has_kind(text, kind):
+                score += KIND_BONUS
+            candidates.append(Evidence(n, text, score, header))
     candidates.sort(key=lambda e: -e.score)
     if not candidates:
         return []

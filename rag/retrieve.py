@@ -9,6 +9,7 @@ the three rankings without having to make BM25 scores and cosines comparable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -55,23 +56,50 @@ def hybrid_search(
     candidate_k: int = 30,
     rrf_k: int = 60,
 ) -> list[Hit]:
-    if not snapshot.chunks:
-        return []
-    vectors = model.embed_queries(list(query.variants))
-    best_cosine: dict[int, float] = {}
-    for vector in vectors:
-        for doc, cosine in snapshot.vector_store.similarity_search_with_score_by_vector(vector.tolist(), k=candidate_k):
-            pos = doc.metadata["pos"]
-            best_cosine[pos] = max(best_cosine.get(pos, -1.0), float(cosine))
-    dense_ranked = sorted(best_cosine, key=best_cosine.__getitem__, reverse=True)
-    keyword_hits = snapshot.keyword.search(query.tokens, candidate_k)
-    keyword_score = dict(keyword_hits)
-    bigram_hits = snapshot.bigrams.search(query.bigrams, candidate_k)
+    return fused_search(snapshot, model, [(query, 1.0)], top_k, candidate_k, rrf_k)
 
+
+def fused_search(
+    snapshot: Snapshot,
+    model: EmbeddingModel,
+    queries: Sequence[tuple[Query, float]],
+    top_k: int,
+    candidate_k: int = 30,
+    rrf_k: int = 60,
+) -> list[Hit]:
+    """Weighted reciprocal-rank fusion of the three rankings of every query.
+
+    One query is the plain hybrid search. Several (a follow-up alone, and joined with the
+    conversation) are fused with a weight each, so a ranking that several queries agree on wins
+    while a query that leans on nothing (the follow-up alone) keeps its say. All query variants
+    are embedded in one batch.
+    """
+    if not snapshot.chunks or not queries:
+        return []
+    vectors = model.embed_queries([v for q, _ in queries for v in q.variants])
+    best_cosine: dict[int, float] = {}
+    keyword_score: dict[int, float] = {}
     fused: dict[int, float] = {}
-    for ranking in (dense_ranked, [pos for pos, _ in keyword_hits], [pos for pos, _ in bigram_hits]):
-        for rank, pos in enumerate(ranking, start=1):
-            fused[pos] = fused.get(pos, 0.0) + 1.0 / (rrf_k + rank)
+    offset = 0
+    for query, weight in queries:
+        cosine: dict[int, float] = {}
+        for vector in vectors[offset : offset + len(query.variants)]:
+            for doc, score in snapshot.vector_store.similarity_search_with_score_by_vector(
+                vector.tolist(), k=candidate_k
+            ):
+                pos = doc.metadata["pos"]
+                cosine[pos] = max(cosine.get(pos, -1.0), float(score))
+        offset += len(query.variants)
+        dense_ranked = sorted(cosine, key=cosine.__getitem__, reverse=True)
+        keyword_hits = snapshot.keyword.search(query.tokens, candidate_k)
+        bigram_hits = snapshot.bigrams.search(query.bigrams, candidate_k)
+        for pos, score in cosine.items():
+            best_cosine[pos] = max(best_cosine.get(pos, -1.0), score)
+        for pos, score in keyword_hits:
+            keyword_score[pos] = max(keyword_score.get(pos, 0.0), score)
+        for ranking in (dense_ranked, [pos for pos, _ in keyword_hits], [pos for pos, _ in bigram_hits]):
+            for rank, pos in enumerate(ranking, start=1):
+                fused[pos] = fused.get(pos, 0.0) + weight / (rrf_k + rank)
     ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]
     return [Hit(snapshot.chunks[p], fused[p], best_cosine.get(p), keyword_score.get(p)) for p in ranked]
 

@@ -1,4 +1,9 @@
-"""No language model: quote the best-supported sentences, each with its citation. Instant."""
+"""No language model: quote the document, answer first. Instant.
+
+The answer leads with the shortest clause that answers (the one holding the asked-for figure or
+list, see :func:`rag.evidence.answer_span`), then the sentences it comes from, each with its
+citation; every quote is verbatim from the document. A table row is quoted with its header line.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Iterator
 
 from ingest.normalise import to_script
 from rag.config import Settings
-from rag.evidence import select_evidence
+from rag.evidence import answer_span, asked_kind, select_evidence
 from rag.generate.base import AnswerRequest, Generator
 from rag.prompts import load_prompt
 
@@ -20,9 +25,18 @@ class ExtractiveGenerator(Generator):
     name = "extractive"
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
-        evidence = select_evidence(request.hits, request.weights)
-        quotes = "".join(f"{_quoted(to_script(ev.text, request.script))}[{ev.source}]" for ev in evidence)
-        yield load_prompt("extractive", request.script).format(quotes=quotes)
+        kind = asked_kind(request.question)
+        evidence = select_evidence(request.hits, request.weights, kind=kind)
+        parts = []
+        if evidence:
+            best = evidence[0]
+            span = answer_span(best.text, request.weights, kind)
+            if span != best.text:
+                parts.append(f"{_quoted(span)}[{best.source}]；")
+        for ev in evidence:
+            quote = f"{ev.context}\n{ev.text}" if ev.context else ev.text
+            parts.append(f"{_quoted(quote)}[{ev.source}]")
+        yield load_prompt("extractive", request.script).format(quotes=to_script("".join(parts), request.script))
 
 
 def build(_settings: Settings) -> ExtractiveGenerator:

@@ -1,0 +1,225 @@
+"""Conversations: follow-ups searched with the conversation, the found/refuse decision for them,
+answers led by the asked-for span, and streamed text in the asker's script.
+
+Real index of the corpus slice, real embedding model. The only stand-in is a generator (an LLM
+backend's place) that streams fixed Traditional text or a fixed refusal: what is tested is what
+the chain does with a generator's output, which no real small model produces on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from eval.dialogues import load_dialogues
+from eval.metrics import contains_evidence
+from ingest.normalise import canonical, detect_script, stream_to_script, to_script
+from rag.chain import AnswerChain
+from rag.condense import rewrite_by_rules
+from rag.evidence import answer_span, asked_kind, select_evidence
+from rag.followup import last_answer_quotes, leans_on_history, retrieval_queries, valid_condensed
+from rag.generate.base import AnswerRequest, Generator
+from rag.retrieve import Hit
+from rag.service import Tongwen
+from rag.store.records import ChunkRecord, Location
+
+DIALOGUES = {d.id: d for d in load_dialogues()}
+
+
+def history_of(*turns: tuple[str, str]) -> list[dict[str, str]]:
+    out = []
+    for question, answer in turns:
+        out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return out
+
+
+# -- follow-up query building (no model) -------------------------------------------------------
+def test_follow_up_searches_alone_and_with_the_conversation_within_the_history_budget() -> None:
+    history = history_of(
+        ("台積電在晶片危機時可以協助各國做什麼？", "根據文件：「除了台積電之外，聯電、華邦也能協助。」[1]")
+    )
+    queries = dict(retrieval_queries("那其他台灣廠商呢？", history, history_chars=600))
+    assert queries["那其他台灣廠商呢？"] == 1.0  # the follow-up alone keeps its full weight
+    joined = [text for text in queries if text.startswith("台積電在晶片危機時")]
+    assert joined and queries[joined[0]] == 1.0  # it leans on the conversation: equal say
+    quoted = [text for text in queries if "聯電、華邦" in text]
+    assert quoted and "[1]" not in quoted[0] and "根據文件" not in quoted[0]
+    bounded = retrieval_queries("那其他台灣廠商呢？", history, history_chars=30)
+    assert all(len(text) <= len("那其他台灣廠商呢？") + 30 for text, _ in bounded)
+    assert retrieval_queries("那其他台灣廠商呢？", history, history_chars=0) == [("那其他台灣廠商呢？", 1.0)]
+
+
+def test_a_self_contained_new_question_keeps_the_upper_hand() -> None:
+    question = "歐洲太空總署由幾個國家組成，總部設在哪個城市的哪一區？"
+    assert not leans_on_history(question)
+    weights = dict(retrieval_queries(question, history_of(("盧森堡的人口有多少？", "「…」[1]")), 600))
+    assert weights[question] == 1.0 and all(w < 1.0 for t, w in weights.items() if t != question)
+
+
+def test_a_refusal_establishes_nothing_for_the_next_search() -> None:
+    assert last_answer_quotes(history_of(("問題？", "文件中沒有提到這個問題的答案。"))) == ""
+
+
+@pytest.mark.parametrize(
+    "previous, follow_up, trusted",
+    [
+        ("台積電在晶片危機時可以協助各國做什麼？", "那韓國呢？", False),  # a name attached as an attribute
+        ("台積電在晶片危機時可以協助各國做什麼？", "那聯電呢？", False),
+        ("卢森堡第三次工业革命计划以哪些技术为基础？", "那三大运作原则呢？", True),
+        ("盧森堡在2016年發布了什麼策略？", "那臺灣呢？", True),
+    ],
+)
+def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str, trusted: bool) -> None:
+    rewritten = rewrite_by_rules(follow_up, history_of((previous, "…")))
+    assert rewritten is not None and rewritten[1] is trusted
+
+
+def test_other_is_not_a_pronoun() -> None:
+    """「其他」 is not 「其」: replacing it by a name gave 「台積電他台灣廠商呢」."""
+    assert rewrite_by_rules("那其他台灣廠商呢？", history_of(("台積電在晶片危機時可以協助各國做什麼？", "…"))) is None
+
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("韓國在晶片危機時可以協助各國做什麼？", True),
+        ("韓國可以協助各國[1]。", False),  # an answer with a citation
+        ("根據文件：韓國可以協助。", False),
+        ("韩国在芯片危机时可以协助各国做什么？", False),  # not the asker's script
+        ("韓國" * 80 + "嗎？", False),  # unbounded
+        ("", False),
+    ],
+)
+def test_an_llm_rewrite_is_checked(text: str, ok: bool) -> None:
+    assert valid_condensed(text, "那韓國呢？", "traditional", 2000) is ok
+
+
+# -- answers lead with the span that answers --------------------------------------------------
+def chunk_hit(text: str) -> Hit:
+    chunk = ChunkRecord("c", "d", "doc.docx", 0, "", text, canonical(text), (), Location(0, len(text), 1, 1))
+    return Hit(chunk, 1.0, None, None)
+
+
+def test_the_clause_with_the_asked_for_figure_leads() -> None:
+    sentence = "盧森堡在2016年11月所發布「第三次產業革命策略」，以2050年為目標制定政策藍圖，動員超過三百位研究人員。"
+    weights = {"发布": 3.0, "第三次": 2.0, "策略": 2.0, "时候": 0.5}
+    span = answer_span(sentence, weights, asked_kind("盧森堡是在什麼時候發布「第三次產業革命策略」的？"))
+    assert span == "盧森堡在2016年11月所發布「第三次產業革命策略」" and span in sentence
+
+
+def test_a_table_row_is_found_with_its_header() -> None:
+    """ingest renders a .docx table as one 「a | b」 line per row: the row holding the asked-for
+    year and count shares no word with the question; its header does."""
+    table = "各年度試點情形如下。\n年度 | 試點城市數 | 經費（萬歐元）\n2019 | 3 | 120\n2020 | 5 | 260\n"
+    hits = [chunk_hit(table)]
+    weights = {"2020": 6.0, "试点": 3.0, "城市": 2.0}
+    evidence = select_evidence(hits, weights, kind="figure")
+    assert evidence[0].text == "2020 | 5 | 260" and evidence[0].context.startswith("年度 | 試點城市數")
+
+
+def test_extractive_answer_quotes_the_span_then_the_sentence(service: Tongwen) -> None:
+    result = service.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")
+    assert result["found"] and "2016年11月" in result["answer"]
+    lead, sentence = (q.strip("『』「」；") for q in result["answer"].removeprefix("根據文件：").split("[1]")[:2])
+    assert "2016年11月" in lead and lead in sentence and len(lead) < len(sentence) / 2, result["answer"]
+
+
+# -- follow-ups end to end --------------------------------------------------------------------
+def play(service: Tongwen, dialogue_id: str, script: str) -> dict:
+    history: list[dict[str, str]] = []
+    result: dict = {}
+    for turn in DIALOGUES[dialogue_id].turns:
+        question = turn.question(script)
+        result = service.ask(question, history=history)
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": result["answer"]}]
+    return result
+
+
+@pytest.mark.parametrize("dialogue_id", ["d009", "d016", "d023"])
+@pytest.mark.parametrize("script", ["trad", "simp"])
+def test_follow_up_finds_its_evidence_and_answers(service: Tongwen, dialogue_id: str, script: str) -> None:
+    last = DIALOGUES[dialogue_id].turns[-1]
+    result = play(service, dialogue_id, script)
+    assert any(contains_evidence(s["text"], e) for s in result["sources"][:5] for e in last.evidence)
+    assert result["found"], (result["question"], result["support"], result["missing"])
+    assert detect_script(result["answer"]) == ("traditional" if script == "trad" else "simplified")
+
+
+@pytest.mark.parametrize("script", ["trad", "simp"])
+def test_an_unanswerable_follow_up_is_refused_without_citations(service: Tongwen, script: str) -> None:
+    result = play(service, "d043", script)
+    assert result["found"] is False and result["citations"] == [] and "[" not in result["answer"]
+
+
+# -- an LLM backend's own answer against the evidence -------------------------------------------
+class FixedGenerator(Generator):
+    """Stands in for an LLM backend: streams fixed text in small pieces."""
+
+    name = "fixed"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def stream(self, request: AnswerRequest) -> Iterator[str]:
+        yield from (self.text[i : i + 3] for i in range(0, len(self.text), 3))
+
+
+class WithGenerator(Tongwen):
+    def __init__(self, service: Tongwen, generator: Generator) -> None:
+        super().__init__(service.settings)
+        self._snapshot = service.snapshot
+        self.generator = generator
+
+    def chain(self, llm: str | None = None) -> AnswerChain:
+        return AnswerChain(self.snapshot, self.model, self.generator, self.settings)
+
+
+ANSWERABLE_SIMP = "卢森堡是在什么时候发布“第三次工业革命战略”的？"
+
+
+def test_model_refusal_with_strong_evidence_is_answered_from_the_evidence(service: Tongwen) -> None:
+    refusing = WithGenerator(service, FixedGenerator("文件中沒有提到這個問題的答案[2]。"))
+    result = refusing.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")  # every word in one sentence
+    assert result["found"] and "2016" in result["answer"] and result["backend"].startswith("extractive")
+    assert any("摘录" in n or "摘錄" in n for n in result["notes"])
+
+
+def test_a_model_refusal_cites_nothing(service: Tongwen) -> None:
+    refusing = WithGenerator(service, FixedGenerator("文件中沒有提到這個問題的答案[2]。"))
+    question = "盧森堡的金融業在2016年雇用了多少人？"  # leans on a figure the slice does not hold
+    result = refusing.ask(question)
+    if result["found"]:  # answered from the evidence instead: then it is cited and says so
+        assert result["backend"].startswith("extractive")
+    else:
+        assert "[" not in result["answer"] and result["citations"] == []
+
+
+# -- streaming in the asker's script -----------------------------------------------------------
+def joined_tokens(service: Tongwen, question: str, history=()) -> tuple[str, dict]:
+    events = list(service.ask_stream(question, history=list(history)))
+    text = "".join(e["text"] for e in events if e["type"] == "token")
+    return text, events[-1]
+
+
+TRADITIONAL_ANSWER = "盧森堡在2016年11月發布了第三次產業革命策略[1]，\n這項計畫以2050年為目標。它動員了三百位研究人員"
+
+
+@pytest.mark.parametrize("question", [ANSWERABLE_SIMP, "盧森堡是在什麼時候發布「第三次產業革命策略」的？"])
+def test_streamed_deltas_join_to_the_final_answer_from_an_llm(service: Tongwen, question: str) -> None:
+    text, final = joined_tokens(WithGenerator(service, FixedGenerator(TRADITIONAL_ANSWER)), question)
+    assert final["found"] and text == final["answer"]
+    assert detect_script(text) == detect_script(question)
+
+
+@pytest.mark.parametrize("question", [ANSWERABLE_SIMP, "卢森堡现在有多少家银行？"])
+def test_streamed_deltas_join_to_the_final_answer_extractive(service: Tongwen, question: str) -> None:
+    text, final = joined_tokens(service, question)
+    assert text == final["answer"] and detect_script(text) == "simplified"
+
+
+def test_streamed_pieces_are_converted_clause_by_clause() -> None:
+    pieces = [TRADITIONAL_ANSWER[i : i + 2] for i in range(0, len(TRADITIONAL_ANSWER), 2)]
+    streamed = list(stream_to_script(pieces, "simplified"))
+    assert len(streamed) >= 3  # not held back to the end
+    assert "".join(streamed) == to_script(TRADITIONAL_ANSWER, "simplified")
