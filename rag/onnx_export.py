@@ -13,28 +13,25 @@ not optimum or sentence-transformers' ``export_dynamic_quantized_onnx_model``: b
 exporter refused the rebuilt e5 folder ("Unrecognized model").
 
 The files go to a sibling folder ``<model>-onnx`` (self-contained: the two graphs plus
-``tokenizer.json`` and a marker). Like the model build in ``e5_offline``, it is written to a
-temporary folder, checked against the torch model, and renamed into place; the marker (written
-last) records the source folder's fingerprint, so a rebuilt source model triggers a new export,
-and a file lock keeps two processes from exporting the same folder at once.
+``tokenizer.json`` and a marker). Like every build (``rag.build``), it is written to a temporary
+folder, checked against the torch model, and renamed into place; the marker (written last)
+records the source folder's fingerprint, so a rebuilt source model triggers a new export, and a
+file lock keeps two processes from exporting the same folder at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.e5_offline import _build_lock, _make_readable, _swap_into_place
+from rag.build import Progress, build_dir, complete_marker, lock_file_for, locked
 from rag.errors import ModelUnavailable
 
 #: Bump when the exported files change in any way, so old exports are rebuilt.
@@ -53,8 +50,6 @@ _CHECK_TEXTS = (
     "query: 美中科技戰的焦點是什麼？",
     "query: The quick brown fox jumps over the lazy dog.",
 )
-
-Progress = Callable[[str], None]
 
 
 class OnnxExportError(ModelUnavailable):
@@ -90,14 +85,6 @@ def source_fingerprint(model_dir: Path) -> dict[str, list[int]]:
     return out
 
 
-def _read_marker(folder: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
 def load_export(model_dir: Path) -> OnnxExport | None:
     """The complete, current export of ``model_dir``, or None when it must be (re)built.
 
@@ -105,18 +92,9 @@ def load_export(model_dir: Path) -> OnnxExport | None:
     size, and the source folder unchanged since the export.
     """
     folder = onnx_dir_for(model_dir)
-    marker = _read_marker(folder)
-    if marker is None or marker.get("format_version") != FORMAT_VERSION:
+    marker = complete_marker(folder, MARKER_NAME, FORMAT_VERSION)
+    if marker is None or not {FP32_FILE, INT8_FILE, TOKENIZER_FILE} <= marker["files"].keys():
         return None
-    files = marker.get("files")
-    if not isinstance(files, dict) or not {FP32_FILE, INT8_FILE, TOKENIZER_FILE} <= files.keys():
-        return None
-    for name, size in files.items():
-        try:
-            if (folder / name).stat().st_size != size:
-                return None
-        except OSError:
-            return None
     if marker.get("source_fingerprint") != source_fingerprint(model_dir):
         return None
     return OnnxExport(folder, int(marker["dimension"]), int(marker["max_seq_length"]), int(marker["pad_id"]))
@@ -161,17 +139,15 @@ def build_onnx(model_dir: Path, progress: Progress | None = None) -> OnnxExport:
         return done
     out_dir = onnx_dir_for(model_dir)
     max_seq_length = _check_exportable(model_dir)
-    with _build_lock(out_dir):
+    with locked(lock_file_for(out_dir)):
         done = load_export(model_dir)  # another process finished while we waited
         if done is not None:
             return done
         say("Exporting the embedding model to ONNX (fp32 and int8; one time, ~1 min)…")
         started = time.monotonic()
-        tmp: Path | None = None
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
-            _export_into(tmp, model_dir, max_seq_length, say)
-            _swap_into_place(tmp, out_dir)
+            with build_dir(out_dir, MARKER_NAME) as build:
+                build.marker.update(_export_into(build.folder, model_dir, max_seq_length, say))
         except ModelUnavailable:
             raise
         except ImportError as exc:
@@ -183,9 +159,6 @@ def build_onnx(model_dir: Path, progress: Progress | None = None) -> OnnxExport:
             raise OnnxExportError(
                 f"Could not export the embedding model to ONNX: {exc}. Use TONGWEN_EMBEDDING_BACKEND=torch."
             ) from exc
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
         say(f"ONNX files ready in {time.monotonic() - started:.0f} s at {out_dir}")
     done = load_export(model_dir)
     if done is None:  # pragma: no cover - the marker was just written
@@ -193,8 +166,8 @@ def build_onnx(model_dir: Path, progress: Progress | None = None) -> OnnxExport:
     return done
 
 
-def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progress) -> None:
-    """Write both graphs and the tokenizer into the empty ``folder``, check them, marker last."""
+def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progress) -> dict[str, Any]:
+    """Write both graphs and the tokenizer into the empty ``folder``, check them; return the marker fields."""
     import torch
     from transformers import AutoModel
 
@@ -247,8 +220,7 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
     export = OnnxExport(folder, dimension, max_seq_length, int(pad_id))
     _check_against_torch(export, reference)
     del bert
-    _make_readable(folder)
-    marker = {
+    return {
         "format_version": FORMAT_VERSION,
         "source": str(model_dir),
         "source_fingerprint": source_fingerprint(model_dir),
@@ -257,12 +229,7 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
         "pad_id": int(pad_id),
         "opset": 17,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()},
     }
-    tmp_marker = folder / (MARKER_NAME + ".tmp")
-    tmp_marker.write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    tmp_marker.chmod(0o644)
-    os.replace(tmp_marker, folder / MARKER_NAME)
 
 
 def _quantise(source: Path, target: Path) -> None:

