@@ -66,3 +66,12 @@ class ModelUnavailable(TongwenError):
     """A model cannot be prepared or loaded offline."""
 
     http_status = 503
+
+
+class StoreUnavailable(TongwenError):
+    """The external vector store (Milvus) cannot be reached or refuses the request after retries.
+
+    503: the question is fine and so is Tongwen; the service works again once the store is back.
+    """
+
+    http_status = 503

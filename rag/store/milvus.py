@@ -1,0 +1,412 @@
+"""Index versions in Milvus: one collection per version, an alias that points at the current one.
+
+The same guarantees as the FAISS folders (``versions.py``): a version is built beside the current
+one — a new collection ``<prefix>_v<UTC timestamp>_<random>`` holding every chunk (position,
+chunk id, document id, the full chunk record as JSON, the dense vector and the canonical text) —
+flushed and loaded, and its manifest written to the side collection ``<prefix>_manifests``; only
+then does the alias ``<prefix>_current`` move to it (``create_alias`` the first time, then
+``alter_alias``, which Milvus applies atomically). Readers resolve the alias once and keep the
+collection name, so they never see a half-written version, and a reader that resolved the old
+one keeps working until pruning drops it (the last ``keep_versions`` stay).
+
+Full-text search runs in Milvus where it can: a BM25 function over the canonical text with the
+``jieba`` analyzer (Milvus ≥ 2.5, Milvus Lite 3.x). Older servers (2.3, 2.4) lack it; the store
+detects that (``capabilities``) and the keyword side stays in local bm25s.
+
+Why pymilvus and not ``langchain-milvus``: ``langchain_milvus.Milvus`` is a document store — it
+owns its schema (text + metadata + vector, auto primary keys), writes into one fixed collection
+and has no notion of a version built beside the current one and swapped by alias; it cannot page
+back every stored row with its vector (a replica needs the chunk list in memory for citations,
+the support check and incremental ingest); and its built-in BM25 wiring is not the hybrid we fuse
+with our own bigram side. Everything here is a few ``MilvusClient`` calls, so the dependency is
+pymilvus alone. Vectors are L2-normalised e5 vectors, so inner product (``IP``) is the cosine,
+exactly as in the FAISS ``IndexFlatIP``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from rag.config import Settings
+from rag.errors import IndexCorrupt, IndexMissing
+from rag.store.milvus_conn import MilvusConnection, check_name
+from rag.store.records import ChunkRecord
+from rag.store.snapshot import Manifest
+
+KEEP_VERSIONS = 2
+STALE_BUILD_SECONDS = 3600  # an unpublished version older than this is a crashed build
+MAX_VARCHAR = 65535  # Milvus VARCHAR limit, in bytes
+INSERT_BATCH = 1000
+READ_PAGE = 1000
+MANIFEST_PART_CHARS = 16000  # ≤ 4 bytes per char in UTF-8, so a part always fits MAX_VARCHAR
+HNSW_FROM = 200_000  # dense index type on a server: exact (FLAT) below, HNSW from here (see bench/scale.py)
+
+ScoredPositions = list[tuple[int, float]]
+
+
+class MilvusFeatureMissing(RuntimeError):
+    """Asked for server-side full-text search on a Milvus without it: check ``capabilities`` first."""
+
+
+@dataclass(frozen=True)
+class MilvusVersion:
+    """What a replica loads from the current version: its collection, manifest and chunk list."""
+
+    collection: str
+    manifest: Manifest
+    chunks: list[ChunkRecord]
+
+
+class MilvusStore:
+    """Versioned chunk collections in one Milvus (Lite file or server). See the module docstring."""
+
+    def __init__(self, connection: MilvusConnection, prefix: str = "tongwen", keep_versions: int = KEEP_VERSIONS):
+        self.conn = connection
+        self.prefix = check_name(prefix)
+        self.alias = f"{prefix}_current"
+        self.manifests = f"{prefix}_manifests"
+        self.keep_versions = max(1, keep_versions)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **connection_options: Any) -> MilvusStore:
+        conn = MilvusConnection(
+            settings.milvus_address,
+            token=settings.milvus_token,
+            db_name=settings.milvus_db,
+            **connection_options,
+        )
+        return cls(conn, settings.milvus_collection_prefix)
+
+    @property
+    def capabilities(self) -> dict[str, Any]:
+        return self.conn.capabilities
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- versions -----------------------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Version collections, oldest first (the name starts with its UTC build time)."""
+        names = self.conn.call("list collections", "list_collections")
+        return sorted(n for n in names if n.startswith(f"{self.prefix}_v") and n[len(self.prefix) + 2 :][:1].isdigit())
+
+    def current(self) -> str | None:
+        """The collection the alias points at, or None when no version was ever published."""
+        aliases = self._aliases()
+        return aliases.get(self.alias)
+
+    def _aliases(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in self.versions():
+            for alias in self.conn.call("list aliases", "list_aliases", name).get("aliases", []):
+                found[alias] = name
+        return found
+
+    def write_version(self, manifest: Manifest, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> str:
+        """Build a version, publish it and prune old ones; returns the new collection's name."""
+        name = self.build_version(manifest, chunks, vectors)
+        self.publish(name)
+        self.prune()
+        return name
+
+    def build_version(self, manifest: Manifest, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> str:
+        """Write a complete, loaded version beside the current one without making it current."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+        name = f"{self.prefix}_v{stamp}_{uuid.uuid4().hex[:6]}"
+        bm25 = bool(self.capabilities["bm25"])
+        self.conn.call(
+            "create a version collection",
+            "create_collection",
+            name,
+            schema=_chunk_schema(manifest.dimension, bm25),
+            index_params=self._index_params(len(chunks), bm25),
+            consistency_level="Strong",
+        )
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        for start in range(0, len(chunks), INSERT_BATCH):
+            rows = [
+                _chunk_row(pos, chunks[pos], vectors[pos])
+                for pos in range(start, min(start + INSERT_BATCH, len(chunks)))
+            ]
+            self.conn.call("insert chunks", "insert", name, rows)
+        self.conn.call("flush the version", "flush", name)
+        self.conn.call("load the version", "load_collection", name)
+        self._write_manifest(name, manifest)
+        return name
+
+    def publish(self, name: str) -> None:
+        """Point the alias at a built version: one atomic step for every reader."""
+        if self.current() is None:
+            self.conn.call("create the current alias", "create_alias", name, self.alias)
+        else:
+            self.conn.call("move the current alias", "alter_alias", name, self.alias)
+
+    def prune(self) -> list[str]:
+        """Drop versions older than the last ``keep_versions`` (never the current one) and crashed builds."""
+        current = self.current()
+        names = self.versions()
+        if current is None:
+            return []
+        older = [n for n in names if n < current]
+        newer = [n for n in names if n > current]
+        doomed = older[: max(0, len(older) - (self.keep_versions - 1))]
+        cutoff = datetime.now(UTC).timestamp() - STALE_BUILD_SECONDS
+        doomed += [n for n in newer if _built_at(n, self.prefix) < cutoff]
+        for name in doomed:
+            self.conn.call("drop an old version", "drop_collection", name)
+            self.conn.call("drop an old manifest", "delete", self.manifests, filter=f'version == "{name}"')
+        return doomed
+
+    # --- reading back -------------------------------------------------------------------------
+
+    def load_current(self, embedding_model: str | None = None) -> MilvusVersion:
+        """Manifest and chunk records of the current version, pinned to its collection name.
+
+        ``embedding_model``: refuse (503) a version built with another model, as the FAISS store does.
+        """
+        name = self.current()
+        if name is None:
+            raise IndexMissing(
+                f"No index in {self.conn.where} (alias {self.alias}). Build one with `tongwen ingest data/corpus`."
+            )
+        version = self.read_version(name)
+        built_with = version.manifest.embedding_model
+        if embedding_model is not None and built_with != embedding_model:
+            raise IndexCorrupt(
+                f"The index in {self.conn.where} was built with the embedding model {built_with!r}, but "
+                f"TONGWEN_EMBEDDING_MODEL is {embedding_model!r}. Re-index with `tongwen ingest --rebuild PATH`, "
+                "or set the model back."
+            )
+        return version
+
+    def read_version(self, name: str) -> MilvusVersion:
+        manifest = self.read_manifest(name)
+        count = sum(d.chunks for d in manifest.documents.values())
+        chunks = [ChunkRecord.from_json(json.loads(row["record"])) for row in self._read_rows(name, count, ["record"])]
+        if len(chunks) != count:
+            raise IndexCorrupt(f"Version {name} in {self.conn.where} holds {len(chunks)} chunks, its manifest {count}.")
+        return MilvusVersion(name, manifest, chunks)
+
+    def read_vectors(self, name: str, count: int) -> np.ndarray:
+        """Every stored vector in position order (incremental ingest reuses them instead of re-embedding)."""
+        rows = self._read_rows(name, count, ["vector"])
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.asarray([row["vector"] for row in rows], dtype=np.float32)
+
+    def _read_rows(self, name: str, count: int, fields: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for start in range(0, count, READ_PAGE):
+            page = self.conn.call(
+                "read chunks",
+                "query",
+                name,
+                filter=f"pos >= {start} and pos < {start + READ_PAGE}",
+                output_fields=["pos", *fields],
+                consistency_level="Strong",
+            )
+            rows.extend(sorted(page, key=lambda r: r["pos"]))
+        return rows
+
+    def read_manifest(self, name: str) -> Manifest:
+        rows = self.conn.call(
+            "read the manifest",
+            "query",
+            self.manifests,
+            filter=f'version == "{name}"',
+            output_fields=["part", "body"],
+            consistency_level="Strong",
+        )
+        if not rows:
+            raise IndexCorrupt(
+                f"Version {name} in {self.conn.where} has no manifest. Re-index with `tongwen ingest --rebuild PATH`."
+            )
+        body = "".join(r["body"] for r in sorted(rows, key=lambda r: r["part"]))
+        return Manifest.from_json(json.loads(body))
+
+    def _write_manifest(self, name: str, manifest: Manifest) -> None:
+        if not self.conn.call("look for the manifest collection", "has_collection", self.manifests):
+            self.conn.call(
+                "create the manifest collection",
+                "create_collection",
+                self.manifests,
+                schema=_manifest_schema(),
+                index_params=self._manifest_index(),
+                consistency_level="Strong",
+            )
+        body = json.dumps(manifest.to_json(), ensure_ascii=False)
+        parts = [body[i : i + MANIFEST_PART_CHARS] for i in range(0, len(body), MANIFEST_PART_CHARS)] or [""]
+        rows = [
+            {"key": f"{name}:{i}", "version": name, "part": i, "body": p, "vector": [0.0, 0.0]}
+            for i, p in enumerate(parts)
+        ]
+        self.conn.call("write the manifest", "insert", self.manifests, rows)
+        self.conn.call("flush the manifest", "flush", self.manifests)
+
+    # --- search -------------------------------------------------------------------------------
+
+    def dense_search(self, name: str, vectors: np.ndarray, k: int) -> list[ScoredPositions]:
+        """Top ``k`` (position, cosine) per query vector, best first."""
+        data = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1).tolist()
+        results = self.conn.call(
+            "search vectors",
+            "search",
+            name,
+            data=data,
+            anns_field="vector",
+            limit=k,
+            output_fields=["pos"],
+            search_params={"metric_type": "IP"},
+            consistency_level="Strong",
+        )
+        return [[(int(hit["entity"]["pos"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def keyword_search(self, name: str, text: str, k: int) -> ScoredPositions:
+        """Top ``k`` (position, BM25 score) for a canonical-text query, tokenised by Milvus's jieba analyzer."""
+        self._need_bm25()
+        if not text.strip():
+            return []
+        results = self.conn.call(
+            "search text",
+            "search",
+            name,
+            data=[text],
+            anns_field="sparse",
+            limit=k,
+            output_fields=["pos"],
+            search_params={"metric_type": "BM25"},
+            consistency_level="Strong",
+        )
+        # Milvus Lite reports BM25 as a negative distance; the score itself is never negative.
+        return [(int(hit["entity"]["pos"]), abs(float(hit["distance"]))) for hit in results[0]]
+
+    def hybrid_search(
+        self, name: str, vectors: np.ndarray, text: str, k: int, candidate_k: int = 30, rrf_k: int = 60
+    ) -> ScoredPositions:
+        """Milvus-side fusion: one dense request per query vector plus BM25, merged by ``RRFRanker(rrf_k)``.
+
+        Returns (position, fused RRF score), best first. Needs ``capabilities["bm25"]``.
+        """
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        self._need_bm25()
+        reqs = [
+            AnnSearchRequest(data=[v.tolist()], anns_field="vector", param={"metric_type": "IP"}, limit=candidate_k)
+            for v in np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+        ]
+        if text.strip():
+            reqs.append(
+                AnnSearchRequest(data=[text], anns_field="sparse", param={"metric_type": "BM25"}, limit=candidate_k)
+            )
+        results = self.conn.call(
+            "run a hybrid search",
+            "hybrid_search",
+            name,
+            reqs=reqs,
+            ranker=RRFRanker(rrf_k),
+            limit=k,
+            output_fields=["pos"],
+        )
+        return [(int(hit["entity"]["pos"]), float(hit["distance"])) for hit in results[0]]
+
+    def _need_bm25(self) -> None:
+        if not self.capabilities["bm25"]:
+            raise MilvusFeatureMissing(
+                f"{self.conn.where} ({self.capabilities['server_version']}) has no BM25 full-text search; "
+                "keep the keyword side local (bm25s)."
+            )
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def _index_params(self, n_chunks: int, bm25: bool) -> Any:
+        params = self.conn.call("prepare index parameters", "prepare_index_params")
+        if n_chunks >= HNSW_FROM and self.conn.server:
+            params.add_index("vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+        else:  # Milvus Lite searches exactly whatever the type says; FLAT says so
+            params.add_index("vector", index_type="FLAT", metric_type="IP")
+        if bm25:
+            params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        return params
+
+    def _manifest_index(self) -> Any:
+        params = self.conn.call("prepare index parameters", "prepare_index_params")
+        params.add_index("vector", index_type="FLAT", metric_type="L2")
+        return params
+
+
+def _chunk_schema(dimension: int, bm25: bool) -> Any:
+    from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pos", DataType.INT64, is_primary=True)
+    schema.add_field("chunk_id", DataType.VARCHAR, max_length=512)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=512)
+    schema.add_field("record", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+    if bm25:
+        schema.add_field(
+            "canonical",
+            DataType.VARCHAR,
+            max_length=MAX_VARCHAR,
+            enable_analyzer=True,
+            analyzer_params={"tokenizer": "jieba"},
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["canonical"],
+                output_field_names=["sparse"],
+            )
+        )
+    else:
+        schema.add_field("canonical", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    return schema
+
+
+def _manifest_schema() -> Any:
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
+    schema.add_field("version", DataType.VARCHAR, max_length=512)
+    schema.add_field("part", DataType.INT64)
+    schema.add_field("body", DataType.VARCHAR, max_length=MAX_VARCHAR)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus before 2.4 wants a vector in every collection
+    return schema
+
+
+def _chunk_row(pos: int, chunk: ChunkRecord, vector: np.ndarray) -> dict[str, Any]:
+    record = json.dumps(chunk.to_json(), ensure_ascii=False)
+    if len(record.encode("utf-8")) > MAX_VARCHAR:
+        raise ValueError(
+            f"chunk {chunk.id} is too large for Milvus ({len(record)} chars); lower TONGWEN_CHUNK_MAX_TOKENS"
+        )
+    return {
+        "pos": pos,
+        "chunk_id": chunk.id,
+        "doc_id": chunk.doc_id,
+        "record": record,
+        "vector": vector.tolist(),
+        "canonical": chunk.canonical,
+    }
+
+
+def _built_at(name: str, prefix: str) -> float:
+    stamp = name[len(prefix) + 2 :].split("_", 1)[0]
+    try:
+        return datetime.strptime(stamp, "%Y%m%d%H%M%S%f").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
