@@ -165,6 +165,7 @@ def test_server_without_bm25_keeps_dense_and_alias_swap(milvus_server: str, corp
         assert caps["bm25"] is False and caps["hybrid_search"] is False
         with pytest.raises(MilvusFeatureMissing):
             store.keyword_search("any", "卢森堡", 5)
+        assert store.current() is None
 
         first = store.write_version(manifest, chunks, vectors)
         version = store.load_current(manifest.embedding_model)

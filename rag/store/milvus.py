@@ -100,16 +100,13 @@ class MilvusStore:
         return sorted(n for n in names if n.startswith(f"{self.prefix}_v") and n[len(self.prefix) + 2 :][:1].isdigit())
 
     def current(self) -> str | None:
-        """The collection the alias points at, or None when no version was ever published."""
-        aliases = self._aliases()
-        return aliases.get(self.alias)
+        """The collection the alias points at, or None when no version was ever published.
 
-    def _aliases(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for name in self.versions():
-            for alias in self.conn.call("list aliases", "list_aliases", name).get("aliases", []):
-                found[alias] = name
-        return found
+        One ``describe_alias`` call, cheap enough to ask before each request (as the FAISS store
+        reads its ``CURRENT`` file) to notice that another process published a new version.
+        """
+        described = self.conn.call_or_none("resolve the current alias", "describe_alias", self.alias)
+        return (described or {}).get("collection_name") or None
 
     def write_version(self, manifest: Manifest, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> str:
         """Build a version, publish it and prune old ones; returns the new collection's name."""

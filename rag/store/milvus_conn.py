@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TRANSIENT_WORDS = ("unavailable", "connect", "deadline", "timeout", "timed out", "too many", "rate limit")
+_MISSING_WORDS = ("not exist", "not found", "doesn't exist", "does not exist")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -116,6 +117,16 @@ class MilvusConnection:
         """``client.<method>(*args, **kwargs)`` with retries; ``what`` names the step in the error message."""
         client = self.client
         return self._retry(what, lambda: getattr(client, method)(*args, **kwargs))
+
+    def call_or_none(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`call`, but None when Milvus answers that the named thing does not exist."""
+        try:
+            return self.call(what, method, *args, **kwargs)
+        except StoreUnavailable as exc:
+            text = str(exc.__cause__ or "").lower()
+            if not _is_transient(exc.__cause__) and any(w in text for w in _MISSING_WORDS):  # type: ignore[arg-type]
+                return None
+            raise
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         delay = self.backoff
