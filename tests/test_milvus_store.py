@@ -74,6 +74,9 @@ def test_lite_dense_bm25_and_hybrid_search(lite: MilvusStore, corpus, service) -
     assert positions(dense) == list(np.argsort(-exact)[:10])  # FLAT in Milvus = the FAISS flat ranking
     assert dense[0][1] == pytest.approx(float(exact.max()), abs=1e-4)
 
+    best = lite.dense_best(name, qvec, 10)
+    assert max(best, key=best.__getitem__) == int(np.argmax((vectors @ qvec.T).max(axis=1)))
+
     text = " ".join(query.tokens)
     keyword = lite.keyword_search(name, text, 10)
     assert keyword and all(s > 0 for _, s in keyword)

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.errors import IndexCorrupt, IndexMissing
+from rag.errors import IndexCorrupt, IndexMissing, StoreUnavailable
 from rag.store.milvus_conn import MilvusConnection, check_name
-from rag.store.milvus_schema import chunk_index_params, chunk_row, chunk_schema, manifest_index_params, manifest_schema
+from rag.store.milvus_manifest import ManifestTable
+from rag.store.milvus_schema import chunk_index_params, chunk_row, chunk_schema
 from rag.store.records import ChunkRecord
 from rag.store.snapshot import Manifest
 
@@ -47,7 +48,6 @@ BOUNDED_AFTER_SECONDS = 10.0  # twice Milvus's default 5 s staleness window
 STALE_BUILD_SECONDS = 3600  # an unpublished version older than this is a crashed build
 INSERT_BATCH = 1000
 READ_PAGE = 1000
-MANIFEST_PART_CHARS = 16000  # ≤ 4 bytes per char in UTF-8, so a part always fits MAX_VARCHAR
 
 ScoredPositions = list[tuple[int, float]]
 
@@ -72,7 +72,7 @@ class MilvusStore:
         self.conn = connection
         self.prefix = check_name(prefix)
         self.alias = f"{prefix}_current"
-        self.manifests = f"{prefix}_manifests"
+        self.manifests = ManifestTable(connection, f"{prefix}_manifests")
         self.keep_versions = max(1, keep_versions)
 
     @classmethod
@@ -139,8 +139,23 @@ class MilvusStore:
             self.conn.call("insert chunks", "insert", name, rows)
         self.conn.call("flush the version", "flush", name)
         self.conn.call("load the version", "load_collection", name)
-        self._write_manifest(name, manifest)
+        self._check_count(name, len(chunks))
+        self.manifests.write(name, manifest)
         return name
+
+    def _check_count(self, name: str, expected: int) -> None:
+        """Every row exactly once before anyone can see the version. A retried insert whose first try
+        did land would add rows twice (Milvus does not deduplicate primary keys on insert)."""
+        rows = self.conn.call(
+            "count rows", "query", name, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        stored = int(rows[0]["count(*)"]) if rows else 0
+        if stored != expected:
+            self.conn.call("drop a bad build", "drop_collection", name)
+            raise StoreUnavailable(
+                f"{self.conn.where} stored {stored} rows for {expected} chunks (a retried write?); nothing was "
+                "published and the current index is unchanged. Run the ingest again."
+            )
 
     def publish(self, name: str) -> None:
         """Point the alias at a built version: one atomic step for every reader."""
@@ -162,7 +177,7 @@ class MilvusStore:
         doomed += [n for n in newer if _built_at(n, self.prefix) < cutoff]
         for name in doomed:
             self.conn.call("drop an old version", "drop_collection", name)
-            self.conn.call("drop an old manifest", "delete", self.manifests, filter=f'version == "{name}"')
+            self.manifests.delete(name)
         return doomed
 
     # --- reading back -------------------------------------------------------------------------
@@ -217,39 +232,7 @@ class MilvusStore:
         return rows
 
     def read_manifest(self, name: str) -> Manifest:
-        rows = self.conn.call(
-            "read the manifest",
-            "query",
-            self.manifests,
-            filter=f'version == "{name}"',
-            output_fields=["part", "body"],
-            consistency_level="Strong",
-        )
-        if not rows:
-            raise IndexCorrupt(
-                f"Version {name} in {self.conn.where} has no manifest. Re-index with `tongwen ingest --rebuild PATH`."
-            )
-        body = "".join(r["body"] for r in sorted(rows, key=lambda r: r["part"]))
-        return Manifest.from_json(json.loads(body))
-
-    def _write_manifest(self, name: str, manifest: Manifest) -> None:
-        if not self.conn.call("look for the manifest collection", "has_collection", self.manifests):
-            self.conn.call(
-                "create the manifest collection",
-                "create_collection",
-                self.manifests,
-                schema=manifest_schema(),
-                index_params=manifest_index_params(),
-                consistency_level="Strong",
-            )
-        body = json.dumps(manifest.to_json(), ensure_ascii=False)
-        parts = [body[i : i + MANIFEST_PART_CHARS] for i in range(0, len(body), MANIFEST_PART_CHARS)] or [""]
-        rows = [
-            {"key": f"{name}:{i}", "version": name, "part": i, "body": p, "vector": [0.0, 0.0]}
-            for i, p in enumerate(parts)
-        ]
-        self.conn.call("write the manifest", "insert", self.manifests, rows)
-        self.conn.call("flush the manifest", "flush", self.manifests)
+        return self.manifests.read(name)
 
     # --- search -------------------------------------------------------------------------------
 
@@ -268,6 +251,15 @@ class MilvusStore:
             consistency_level=self._search_consistency(name),
         )
         return [[(int(hit["entity"]["pos"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def dense_best(self, name: str, vectors: np.ndarray, k: int) -> dict[int, float]:
+        """Best cosine per position over several query vectors (the query's script variants), as
+        ``rag.retrieve.hybrid_search`` computes it from FAISS: a drop-in for that dense side."""
+        best: dict[int, float] = {}
+        for hits in self.dense_search(name, vectors, k):
+            for pos, cosine in hits:
+                best[pos] = max(best.get(pos, -1.0), cosine)
+        return best
 
     def keyword_search(self, name: str, text: str, k: int) -> ScoredPositions:
         """Top ``k`` (position, BM25 score) for a canonical-text query, tokenised by Milvus's jieba analyzer."""
