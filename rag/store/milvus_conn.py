@@ -42,6 +42,19 @@ def lite_path(uri: str) -> str:
     return uri if uri.endswith(".db") else uri.rstrip("/") + "/tongwen.db"
 
 
+class _QuietMissing(logging.Filter):
+    """pymilvus logs every failed RPC at ERROR with a traceback, including "alias … does not exist",
+    which is how an empty store answers ``describe_alias``. That answer is expected (no index yet);
+    drop just those records so logs stay for real failures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("describe_alias" in message and "does not exist" in message)
+
+
+logging.getLogger("pymilvus.decorators").addFilter(_QuietMissing())
+
+
 def _is_transient(exc: BaseException) -> bool:
     try:
         import grpc
