@@ -42,6 +42,7 @@ DIM = 384
 WORDS_PER_CHUNK = 120
 QUERY_WORDS = 6
 K = 10
+LOAD_AT_START = [round(x, 1) for x in os.getloadavg()]
 
 
 def rss_mb() -> float:

@@ -2,16 +2,18 @@
 
 Exact search (``IndexFlatIP``) costs nothing to build and never misses, but every query scans all
 vectors. Measured here (bench/out/scale.json: 384-d vectors, one query at a time, one FAISS
-thread, a shared 2-core machine), flat search p50 was 0.55 ms at 10k chunks, 2.1 ms at 30k,
-12 ms at 50k and 36 ms at 100k: past ~40k chunks the vectors no longer sit in cache and the
-dense search alone would eat the whole 30 ms retrieve budget (bench/run.py TARGETS).
+thread, a 2-core machine shared with other jobs at load 10-14), flat search p50 was 0.55 ms at
+10k chunks, 2.1 ms at 30k, 12 ms at 50k and 36 ms at 100k: past ~40k chunks (the vectors, ~60 MB,
+outgrow the CPU cache) the dense search alone would eat the whole 30 ms retrieve budget
+(bench/run.py TARGETS).
 
 Above that, IVF-Flat (``nlist ≈ 4·√n`` lists, ``nprobe`` ≥ 16) answered in 0.2-0.3 ms with
-recall@10 = 1.000 against flat at 30k, 50k and 100k, building in 2-11 s. HNSW (M=32, efSearch=64)
-was as fast but its recall@10 fell with size (0.995 at 30k, 0.963 at 50k, 0.926 at 100k), it built
-about 3x slower and takes ~18 % more memory, so IVF it is. The synthetic vectors are clustered
-like real e5 passages; real-corpus recall at this size is not measured (the bundled corpus has
-~200 chunks), which is why ``nprobe`` grows with ``nlist`` instead of staying at the benchmark's 16.
+recall@10 = 1.000 against flat at 30k, 50k and 100k, building in 2-20 s. HNSW (M=32,
+efSearch=64) was as fast but its recall@10 fell with size (0.995 at 30k, 0.963 at 50k, 0.926 at
+100k), it built about 3x slower (56 s at 100k) and takes ~18 % more memory, so IVF it is. The
+synthetic vectors are clustered like real e5 passages; real-corpus recall at this size is not
+measured (the bundled corpus has 1,582 chunks), which is why ``nprobe`` grows with ``nlist``
+instead of staying at the benchmark's 16.
 
 Both kinds keep full vectors, so ``reconstruct_n`` (used by incremental ingest through
 ``Snapshot.vectors()``) still works: IVF gets a direct map for it.
