@@ -161,11 +161,15 @@ class MilvusConnection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        """Close the client; for Milvus Lite also stop its in-process server (threads otherwise live,
+        and log, until the process exits)."""
         if self._client is not None:
             try:
                 self._client.close()
             finally:
                 self._client = None
+                if not self.server:
+                    _release_lite(self.uri)
 
     @cached_property
     def capabilities(self) -> dict[str, Any]:
@@ -227,3 +231,11 @@ def check_name(prefix: str) -> str:
     if not _NAME.match(prefix) or len(prefix) > 200:
         raise ValueError(f"TONGWEN_MILVUS_COLLECTION_PREFIX {prefix!r} must match {_NAME.pattern} (max 200 chars)")
     return prefix
+
+
+def _release_lite(path: str) -> None:
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # another milvus-lite layout: its own atexit hook stops it
+        return
+    server_manager_instance.release_server(path)
