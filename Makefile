@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test gate lint bench eval clean-venv
+.PHONY: run test gate lint bench eval wheel-check clean-venv
 
 # The retrieval gate CI runs after the tests: hit@5 on the gold set, both scripts, no LLM. Measured
 # 0.966 / 0.966 (84 of 87) on 2026-12-01; 0.989 / 0.989 with the onnx-int8 default on 2026-12-02;
@@ -26,7 +26,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
-	$(BIN)/pip install --quiet -e '.[local,dev]' torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[local,dev,milvus,milvus-server-test]' torch==2.13.0
 	touch $@
 
 run: $(VENV)/.installed-run
@@ -35,6 +35,8 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	bash scripts/ensure-browser.sh
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 gate: $(VENV)/.installed-run
@@ -45,6 +47,12 @@ gate: $(VENV)/.installed-run
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The wheel works outside the checkout: build it, install it into a fresh venv, ask one question
+# over a temporary corpus (models reused from the test home, so nothing is rebuilt).
+wheel-check: $(VENV)/.installed-test
+	bash scripts/wheel-check.sh
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run

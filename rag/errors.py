@@ -26,6 +26,7 @@ __all__ = [
     "InvalidText",
     "ModelUnavailable",
     "QuestionTooLong",
+    "StoreUnavailable",
     "TongwenError",
     "UnsupportedFileType",
 ]
@@ -53,3 +54,10 @@ class IndexCorrupt(TongwenError):
 
 class ModelUnavailable(TongwenError):
     """A model cannot be prepared or loaded offline."""
+
+
+class StoreUnavailable(TongwenError):
+    """The external vector store (Milvus) cannot be reached or refuses the request after retries.
+
+    503: the question is fine and so is Tongwen; the service works again once the store is back.
+    """

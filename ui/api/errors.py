@@ -23,6 +23,7 @@ from rag.errors import (
     InvalidText,
     ModelUnavailable,
     QuestionTooLong,
+    StoreUnavailable,
     TongwenError,
     UnsupportedFileType,
 )
@@ -49,6 +50,7 @@ STATUS: dict[type[TongwenError], int] = {
     # nothing is wrong with the request, so 503 rather than 500.
     IndexCorrupt: 503,
     ModelUnavailable: 503,
+    StoreUnavailable: 503,
 }
 
 
