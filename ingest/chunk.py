@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ingest.clean import CleanDocument
+from ingest.headings import heading_style
 from ingest.sentences import split_sentences
 
 HEADING_SEPARATOR = " > "
@@ -53,27 +54,6 @@ def _split_long(piece: Piece, tokens: int, budget: int) -> list[Piece]:
         cursor = cut
     out.append(Piece(piece.block, piece.start + cursor, piece.end, piece.text[cursor:]))
     return out
-
-
-_NUMERALS = "一二三四五六七八九十百零〇"
-# Numbering styles of headings. Documents (and PDF extraction) are inconsistent about levels,
-# but a heading numbered like an open one (「四、」 after 「三、」) is always its sibling.
-_HEADING_STYLES = (
-    ("chapter", re.compile(rf"^第[{_NUMERALS}\d]+章")),
-    ("section", re.compile(rf"^第[{_NUMERALS}\d]+節")),
-    ("cn-enum", re.compile(rf"^[{_NUMERALS}]+、")),
-    ("cn-paren", re.compile(rf"^[（(][{_NUMERALS}]+[)）]")),
-    ("num-paren", re.compile(r"^[（(]\d+[)）]")),
-    ("num", re.compile(r"^\d+[.、．](?!\d)")),
-    ("dated", re.compile(r"^\d{4}-\d{2}\b")),
-)
-
-
-def heading_style(text: str) -> str | None:
-    for style, pattern in _HEADING_STYLES:
-        if pattern.match(text):
-            return style
-    return None
 
 
 def _sections(doc: CleanDocument) -> Iterator[tuple[str, list[int]]]:

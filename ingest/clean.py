@@ -36,6 +36,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ingest.headings import CHAPTER_MARKER, LEVEL_MARKERS, MARKER_FIRST
+
 BlockKind = Literal["heading", "paragraph", "list_item"]
 
 # Characters after which a sentence is complete.
@@ -55,16 +57,9 @@ _INNER_SPACE = re.compile(r"\s")
 _NUM = r"[一二三四五六七八九十百零〇\d]+"
 _MD_HEADING = re.compile(r"(#{1,6})[ \t]+(?=\S)")
 _MD_CLOSING = re.compile(r"\s+#+$")
-_MARKERS: tuple[tuple[int, re.Pattern[str]], ...] = (
-    (1, re.compile(rf"第\s*{_NUM}\s*[章篇]")),
-    (2, re.compile(rf"第\s*{_NUM}\s*節")),
-    (2, re.compile(r"[壹貳參叁肆伍陸柒捌玖拾]+\s*、")),
-    (3, re.compile(r"[一二三四五六七八九十]+\s*、")),
-    (4, re.compile(r"[（(]\s*[一二三四五六七八九十]+\s*[）)]")),
-    (5, re.compile(r"\d{1,2}\s*[.、．](?![\d.])")),
-)
-_CHAPTER_MARKER = re.compile(rf"第\s*{_NUM}\s*[章篇節]")
-_MARKER_FIRST = frozenset("第壹貳參叁肆伍陸柒捌玖拾一二三四五六七八九十（(0123456789")
+_MARKERS = LEVEL_MARKERS
+_CHAPTER_MARKER = CHAPTER_MARKER
+_MARKER_FIRST = MARKER_FIRST
 _DIGIT_ENUM = _MARKERS[-1][1]
 _DIGIT_PAREN = re.compile(r"[（(]\s*\d{1,2}\s*[）)]|\d{1,2}\)")
 _BULLET = re.compile(r"(?:[-*+][ \t]+|[•●○■□▪▫◆◇◦‣∙‧►▶➢➤✓✔☐☑][ \t]*)+")

@@ -19,6 +19,8 @@ from typing import Literal
 
 import opencc
 
+from ingest.sentences import END_MARKS
+
 Script = Literal["traditional", "simplified", "neutral"]
 
 # Whitespace plus zero-width characters (they survive NFKC and break substring tests).
@@ -68,7 +70,7 @@ def detect_script(text: str) -> Script:
     return "traditional" if trad > simp else "simplified"
 
 
-_CLAUSE = re.compile(r"[^。！？；\n]*[。！？；\n]?")
+_CLAUSE = re.compile(rf"[^{END_MARKS}\n]*[{END_MARKS}\n]?")
 
 
 def to_script(text: str, script: Script) -> str:

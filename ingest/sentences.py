@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
-# A sentence ends at 。！？；!?; or an ellipsis, plus any closing quotes/brackets after it, plus
-# any citation markers right after those (「…。」[2] cites the quote before the marker).
-_SENTENCE_END = re.compile(r"(?:[。！？；!?;\n]+|…{1,2}|\.{3,})[」』”’）)\]】〕》]*(?:\[\d{1,2}\])*")
+END_MARKS = "。！？；!?;"
+"""Characters that end a sentence (an ellipsis and a line break end one too)."""
+CLOSERS = "」』”’）)】〕》"
+"""Closing quotes and brackets that belong to the sentence they follow."""
+
+# A sentence ends at an end mark, a line break or an ellipsis, plus any closing quotes/brackets
+# after it, plus any citation markers right after those (「…。」[2] cites the quote before the marker).
+_SENTENCE_END = re.compile(rf"(?:[{END_MARKS}\n]+|…{{1,2}}|\.{{3,}})[{re.escape(CLOSERS)}\]]*(?:\[\d{{1,2}}\])*")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from ingest.normalise import Script, canonical, compact, detect_script, stream_to_script, to_script
-from ingest.sentences import split_sentences
+from ingest.sentences import CLOSERS, END_MARKS, split_sentences
 from rag.condense import history_text, last_user_message, rewrite_by_rules
 from rag.config import Settings
 from rag.decide import decide, evidence_is_strong
@@ -281,8 +281,8 @@ def _has_content(answer: str) -> bool:
 
 
 # Where a sentence ends (as in ingest.sentences, less ASCII "..."): a citation goes before these.
-_END_MARK_CHARS = frozenset("。！？；!?;…\n")
-_CLOSERS = frozenset("」』”’）)】〕》")
+_END_MARK_CHARS = frozenset(END_MARKS + "…\n")
+_CLOSERS = frozenset(CLOSERS)
 
 
 def cite_as_streamed(pieces: Iterator[str], hits: Sequence[Hit]) -> Iterator[str]:

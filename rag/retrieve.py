@@ -5,17 +5,17 @@ The question is put into canonical form with its vocabulary variants (see ``norm
 variants are embedded in one batch, and each chunk keeps its best cosine over them. The keyword
 sides search the union of the variants' words and bigrams. Reciprocal-rank fusion then merges
 the three rankings without having to make BM25 scores and cosines comparable.
+
+The chain calls :func:`fused_search` directly rather than through a langchain ``BaseRetriever``:
+a follow-up searches several weighted queries (the question alone and joined with the
+conversation, see ``rag.followup``), which a one-string retriever cannot express. The dense side
+still speaks langchain's ``VectorStore`` interface, so another engine can replace FAISS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from ingest.normalise import query_variants
 from rag.embeddings import EmbeddingModel
@@ -102,38 +102,3 @@ def fused_search(
                 fused[pos] = fused.get(pos, 0.0) + weight / (rrf_k + rank)
     ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]
     return [Hit(snapshot.chunks[p], fused[p], best_cosine.get(p), keyword_score.get(p)) for p in ranked]
-
-
-def hit_to_document(hit: Hit) -> Document:
-    chunk = hit.chunk
-    return Document(
-        page_content=chunk.text,
-        id=chunk.id,
-        metadata={
-            "doc": chunk.doc,
-            "doc_id": chunk.doc_id,
-            "heading": chunk.heading,
-            "location": chunk.location.__dict__,
-            "score": hit.score,
-            "dense": hit.dense,
-            "keyword": hit.keyword,
-        },
-    )
-
-
-class HybridRetriever(BaseRetriever):
-    """The same search as a langchain retriever, for use in any LCEL chain."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    snapshot: Snapshot
-    model: EmbeddingModel
-    k: int = 5
-    candidate_k: int = 30
-    rrf_k: int = 60
-
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = hybrid_search(
-            self.snapshot, self.model, Query.from_question(query), self.k, self.candidate_k, self.rrf_k
-        )
-        return [hit_to_document(h) for h in hits]
