@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from rag.results import Answer, RetrieveResult
 from rag.service import Tongwen
 from ui.api.history import checked_history
 from ui.api.schemas import AskRequest, RetrieveRequest
@@ -17,12 +18,16 @@ from ui.api.sse import event, sse_response
 def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
     api = APIRouter(tags=["qa"], dependencies=[Depends(read_guard)])
 
-    @api.post("/api/retrieve")
+    @api.post("/api/retrieve", response_model=RetrieveResult)
     def retrieve(body: RetrieveRequest) -> dict[str, Any]:
         """Hybrid search only: the chunks a question would be answered from."""
         return {"hits": service.retrieve(body.query, body.top_k)}
 
-    @api.post("/api/ask", response_model=None)
+    @api.post(
+        "/api/ask",
+        response_model=Answer,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream: true`: SSE events."}},
+    )
     def ask(body: AskRequest) -> dict[str, Any] | EventSourceResponse:
         """Answer with citations. With `stream: true`, Server-Sent Events: `question`, `token`…,
         then `final` carrying the checked answer, sources and citations (or `error`)."""
