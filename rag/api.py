@@ -344,6 +344,11 @@ def create_api(service: Tongwen) -> FastAPI:
     def list_documents() -> dict[str, Any]:
         return {"documents": service.documents(strict=True)}
 
+    @router.get("/api/documents/{doc_id}", tags=["documents"])
+    def read_document(doc_id: str) -> dict[str, Any]:
+        """One document (by `doc_id` or file name): its title, text and the chunks the index holds."""
+        return service.document_view(doc_id)
+
     @router.post("/api/documents", tags=["documents"], dependencies=[Depends(require_key)])
     def upload(
         files: Annotated[list[UploadFile], File(description="One or more documents.")],
