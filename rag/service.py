@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -319,8 +319,12 @@ class Tongwen:
         delete: Iterable[str] = (),
         rebuild: bool = False,
         show_progress: bool = False,
+        on_progress: Callable[[str], None] | None = None,
     ) -> IngestReport:
         """Add/replace documents and delete others in one new index version.
+
+        ``on_progress`` hears the pipeline's steps ("Reading NAME", "Embedding N chunks"; the UI
+        shows them in Chinese); by default they go to the log.
 
         The previous version is read from disk under the cross-process write lock, not taken from
         memory: another process may have committed since this one loaded its snapshot, and
@@ -335,7 +339,7 @@ class Tongwen:
             if previous is not None:
                 self._matching_model(previous)
             snapshot, report = ingest_sources(
-                list(sources), previous, model, self.settings, delete, show_progress, log.info
+                list(sources), previous, model, self.settings, delete, show_progress, on_progress or log.info
             )
             if snapshot is not None:
                 save_new_version(self.settings.index_dir, snapshot)
