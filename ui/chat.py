@@ -42,7 +42,7 @@ from ui.documents import (
     write_refusal,
 )
 from ui.i18n import LOCALE_SCRIPT, SWITCH_JS, as_script, error_text, gradio_i18n, t
-from ui.page import CSS, LOAD_JS, READER_JS, SOURCES_JS, page_fixes_script
+from ui.page import CSS, LOAD_JS, SOURCES_JS, page_fixes_script
 from ui.render import (
     empty_panel,
     error_panel,
@@ -251,7 +251,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                 f'<div class="tw-reader" data-state="error"><p class="tw-empty">{error_text(type(exc), script)}</p></div>',
                 gr.Tabs(selected="reader-tab"),
             )
-        return reader_html(view, script, seq, quotes), gr.Tabs(selected="reader-tab")
+        return reader_html(view, script, seq, quotes, ref), gr.Tabs(selected="reader-tab")
 
     def upload(
         files: list[str] | None, key: str | None = None, script: str = "traditional"
@@ -356,6 +356,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                 elem_id="script",
                 container=False,
                 scale=0,
+                min_width=190,
             )
             read_key = gr.Textbox(
                 label=i18n("read_key"),
@@ -406,8 +407,9 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                         autofocus=True,
                     )
                     send = gr.Button(i18n("send"), variant="primary", elem_id="send", scale=1, min_width=64)
-                    stop = gr.Button(i18n("stop"), variant="stop", elem_id="stop", scale=1, min_width=64)
-                    again = gr.Button(i18n("regenerate"), elem_id="regenerate", scale=1, min_width=80)
+                    with gr.Column(scale=1, min_width=90, elem_id="turn-actions"):
+                        stop = gr.Button(i18n("stop"), elem_id="stop", size="sm")
+                        again = gr.Button(i18n("regenerate"), elem_id="regenerate", size="sm")
             with gr.Column(scale=3, min_width=320, elem_id="side-col"):
                 with gr.Tabs(elem_id="side-tabs", selected="sources-tab") as tabs:
                     with gr.Tab(i18n("tab.sources"), id="sources-tab", elem_id="sources-tab"):
@@ -452,7 +454,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                         reader = gr.HTML(
                             reader_html(None, "traditional"),
                             elem_id="reader",
-                            js_on_load=READER_JS,
+                            js_on_load=None,
                             container=False,
                             padding=False,
                         )
@@ -466,7 +468,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         sent = send.click(respond, ask_inputs, ask_outputs, api_visibility="private", **asking)
         redone = again.click(regenerate, ask_inputs[1:], ask_outputs, api_visibility="private", **asking)
         example = chatbot.example_select(
-            lambda evt: evt.value["text"] if isinstance(evt.value, dict) else str(evt.value),
+            example_text,
             None,
             question,
             api_visibility="private",
@@ -524,6 +526,11 @@ def build_ui(service: Tongwen) -> gr.Blocks:
             show_progress="hidden",
         )
     return demo
+
+
+def example_text(evt: gr.SelectData) -> str:
+    """The question of a clicked example (Gradio 6 gives the example message as a dict)."""
+    return str(evt.value.get("text", "")) if isinstance(evt.value, dict) else str(evt.value)
 
 
 def upload_name(path: str, data: bytes = b"") -> str:

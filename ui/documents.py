@@ -68,9 +68,16 @@ def documents_table(documents: Sequence[Mapping[str, Any]], titles: Mapping[str,
     return f'<table class="tw-docs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def reader_html(view: Mapping[str, Any] | None, script: str, seq: int | None = None, quotes: Sequence[str] = ()) -> str:
+def reader_html(
+    view: Mapping[str, Any] | None,
+    script: str,
+    seq: int | None = None,
+    quotes: Sequence[str] = (),
+    ref: str = "",
+) -> str:
     """A document as the index holds it: title, text passage by passage with line numbers (the
-    cited passage marked and its quoted sentences highlighted), then its chunks."""
+    cited passage marked and its quoted sentences highlighted), then its chunks. ``data-ref`` says
+    which link opened it, so the page script knows when to scroll to the passage."""
     if not view:
         return f'<div class="tw-reader" data-state="empty"><p class="tw-empty">{t("reader_empty", script)}</p></div>'
     passages = view.get("passages") or []
@@ -84,7 +91,8 @@ def reader_html(view: Mapping[str, Any] | None, script: str, seq: int | None = N
         added=added_text(view.get("ingested_at", "")),
     )
     out = [
-        f'<div class="tw-reader" data-state="open" data-doc="{html.escape(view["doc_id"])}">',
+        f'<div class="tw-reader" data-state="open" data-doc="{html.escape(view["doc_id"])}"'
+        f' data-ref="{html.escape(ref)}">',
         f'<h3 class="tw-reader-title">{html.escape(view.get("title") or view["name"])}</h3>',
         f'<p class="tw-meta">{meta}</p>',
         f'<h4>{t("reader_text", script)}</h4><div class="tw-reader-text">',

@@ -18,7 +18,11 @@ CSS = f"""
 .gradio-container {{ max-width: 100% !important; padding-top: 6px !important; }}
 #topbar {{ align-items: center; gap: 12px; }}
 #topbar .prose h2 {{ margin: 0; }}
-#script {{ flex-grow: 0 !important; min-width: 160px !important; }}
+#heading {{ flex-grow: 1; }}
+#script {{ flex-grow: 0 !important; }}
+#script .wrap {{ flex-direction: row; flex-wrap: nowrap; gap: 4px; }}
+footer {{ display: none !important; }}
+#turn-actions {{ gap: 4px; }}
 #main {{ align-items: stretch; }}
 .tw-cite {{ font-weight: 700; color: var(--color-accent) !important; text-decoration: none !important;
   padding: 0 1px; cursor: pointer; }}
@@ -104,20 +108,23 @@ if (!window.tongwenClicks) {{
     const open = target.closest('a.tw-open-doc');
     if (open) {{
       event.preventDefault();
-      window.tongwenOpenDoc((open.getAttribute('href') || '').replace(/^#/, ''));
+      const ref = (open.getAttribute('href') || '').replace(/^#/, '');
+      window.tongwenOpenDoc(ref);
+      // When the reader shows this document, bring the cited passage (or its first mark) into view.
+      const scrollTo = (tries = 0) => {{
+        const reader = document.querySelector('#reader .tw-reader[data-ref="' + CSS.escape(ref) + '"]');
+        const spot = reader && (reader.querySelector('mark') || reader.querySelector('.tw-target'));
+        if (reader && (!spot || spot.offsetParent !== null)) {{
+          if (spot) spot.scrollIntoView({{block: 'center'}});
+          else reader.scrollIntoView({{block: 'start'}});
+          return;
+        }}
+        if (tries < 100) setTimeout(() => scrollTo(tries + 1), 100);
+      }};
+      scrollTo();
     }}
   }}, true);
 }}
-"""
-
-# The reader scrolls to the cited passage whenever it shows a document.
-READER_JS = """
-const toTarget = (tries = 0) => {
-  const mark = element.querySelector('mark') || element.querySelector('.tw-target');
-  if (mark && mark.offsetParent !== null) { mark.scrollIntoView({block: 'center'}); return; }
-  if (mark && tries < 30) setTimeout(() => toTarget(tries + 1), 100);
-};
-watch('value', () => toTarget());
 """
 
 # On load: the script chosen in <head> (ui.i18n.LOCALE_SCRIPT) goes to the switch.
