@@ -56,6 +56,8 @@ from ui.render import (
 log = logging.getLogger(__name__)
 
 TITLE = "同文 Tongwen"
+# Until the page's load event has run (conversation restored, script known): a hook for tests.
+LOADING_PANEL = '<div class="tw-sources" data-state="loading" data-turn="0"></div>'
 BACKENDS = ("extractive", "auto", "local", "openai")
 EXAMPLES = [
     "盧森堡第三次產業革命計畫提出哪些產業？",
@@ -414,7 +416,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                 with gr.Tabs(elem_id="side-tabs", selected="sources-tab") as tabs:
                     with gr.Tab(i18n("tab.sources"), id="sources-tab", elem_id="sources-tab"):
                         sources = gr.HTML(
-                            empty_panel("traditional"),
+                            LOADING_PANEL,
                             elem_id="sources",
                             js_on_load=SOURCES_JS,
                             container=False,

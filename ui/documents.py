@@ -85,7 +85,7 @@ def reader_html(
     meta = t(
         "reader_meta",
         script,
-        name=html.escape(view["name"]),
+        name=f'<span class="tw-file">{html.escape(view["name"])}</span>',
         chunks=len(view.get("chunks") or []),
         size=t("chars", script, n=int(view.get("chars", 0))),
         added=added_text(view.get("ingested_at", "")),
