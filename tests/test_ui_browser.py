@@ -332,9 +332,12 @@ def test_conversations_are_listed_with_new_chat_and_regenerate(browser, server_u
         )
         assert page.locator("#chatbot .message.bot").first.inner_text() == first
         # 重新生成 asks the last question again: still one turn, answered anew.
-        page.locator("#regenerate").click()
-        page.locator('#sources .tw-sources[data-state="pending"]').wait_for(state="attached")
         page.locator('#sources .tw-sources[data-state="final"][data-turn="1"]').wait_for(state="attached")
+        page.evaluate("() => { document.querySelector('#sources .tw-sources').dataset.seen = '1'; }")
+        page.locator("#regenerate").click()  # a new panel replaces the one marked as seen
+        page.locator('#sources .tw-sources[data-state="final"][data-turn="1"]:not([data-seen])').wait_for(
+            state="attached"
+        )
         assert page.locator("#chatbot .message.bot").count() == 1
         page.reload()
         page.locator("#chatbot .message.bot").first.wait_for()
