@@ -442,7 +442,9 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                         documents = gr.HTML("", elem_id="documents", container=False, padding=False, js_on_load=None)
                         with gr.Row(equal_height=True):
                             to_delete = gr.Dropdown(
-                                choices=[], value=None, label=i18n("delete_select"), elem_id="delete-doc", scale=3
+                                # The choices at build time matter: Gradio checks a fresh session's value against them.
+                                choices=[(d["name"], d["doc_id"]) for d in service.documents()],
+                                value=None, label=i18n("delete_select"), elem_id="delete-doc", scale=3
                             )
                             delete_btn = gr.Button(
                                 i18n("delete"), variant="stop", elem_id="delete", scale=1, min_width=70
