@@ -343,6 +343,15 @@ def test_conversations_are_listed_with_new_chat_and_regenerate(browser, server_u
         page.locator("#chatbot .message.bot").first.wait_for()
         assert page.locator("#conversations label").count() == 2
         assert page.locator("#chatbot .message.user").first.inner_text().strip() == QUESTION
+
+        # The script switch: the page comes back in Simplified (ours and Gradio's labels), same conversation.
+        page.locator("#script label", has_text="简体").click()
+        page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
+        page.locator('#sources .tw-sources[data-state="final"]').wait_for(state="attached")
+        assert page.locator("#heading").inner_text().strip().endswith("文档问答")
+        assert page.locator("#sources-tab-button").inner_text().strip() == "来源"
+        assert page.locator("#chatbot button[aria-label='清空对话']").count() == 1
+        assert page.locator("#chatbot .message.user").first.inner_text().strip() == QUESTION
     finally:
         context.close()
 
