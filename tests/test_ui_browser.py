@@ -220,6 +220,7 @@ def test_streamed_answer_with_sources_and_follow_up(page) -> None:
     page.locator("#chatbot .message.bot").first.locator("a.tw-cite").first.click()
     page.wait_for_function("() => document.querySelector('#sources .tw-flash') !== null")
     assert in_viewport(page, "#sources mark") >= 1
+    page.locator("#settings").get_by_text("設定").click()  # closed again for the screenshot
     page.mouse.move(0, 0)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
@@ -236,7 +237,9 @@ def test_citations_reader_language_and_conversation(browser, server_url: str, lo
         # The reader's script: the switch follows the browser, and so do our labels and Gradio's.
         assert page.locator(f"#script input[value='{script}']").is_checked()
         # Gradio's own labels follow the same choice: its trash icon, once there is a conversation.
-        trash = page.locator("#chatbot button[aria-label='%s']" % ("清空对话" if script == "simplified" else "清空對話"))
+        trash = page.locator(
+            "#chatbot button[aria-label='%s']" % ("清空对话" if script == "simplified" else "清空對話")
+        )
         assert (
             page.locator("#heading").inner_text().strip().endswith("文档问答" if script == "simplified" else "文件問答")
         )
@@ -268,7 +271,8 @@ def test_citations_reader_language_and_conversation(browser, server_url: str, lo
         assert in_viewport(page, f"{where} mark") >= 1
         if phone:
             page.mouse.move(0, 0)
-            if locale == "zh-TW":
+            if locale == "zh-TW":  # the README's phone picture: the answer, its sources folded under it
+                bot.evaluate("el => el.scrollIntoView({block: 'start'})")
                 SCREENSHOT_PHONE.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT_PHONE))
 
@@ -378,6 +382,15 @@ def test_upload_adds_document_and_delete_removes_it(page, tmp_path: Path) -> Non
     assert CORPUS_SLICE[0] in table.inner_text()
     assert name not in table.inner_text()
     assert ".htm " in page.locator("#upload").inner_text() + " "  # the accepted suffixes are listed
+
+    # A type the API refuses is refused by the picker too, in Chinese (Gradio's toast, translated).
+    slides = tmp_path / "投影片.pptx"
+    slides.write_bytes(b"PK not a deck")
+    page.locator("#upload input[type=file]").set_input_files(str(slides))
+    toast = page.get_by_text("不支援這種檔案類型")
+    toast.wait_for()
+    assert "投影片.pptx" in toast.inner_text() and ".htm" in toast.inner_text()
+    assert not english_words(page), english_words(page)
 
     page.locator("#upload input[type=file]").set_input_files([str(doc), str(broken)])
     page.wait_for_function(

@@ -51,7 +51,10 @@ def test_every_quoted_sentence_is_marked_in_the_panel_and_under_the_answer(resul
 def test_all_quotes_of_one_source_are_highlighted_without_overlap() -> None:
     text = "甲句在此。乙句在此。丙句在此。"
     marked = highlight(text, ["丙句在此。", "甲句在此。", "甲句"], "p")
-    assert marked == '<mark class="tw-q1" id="p-q1">甲句在此。</mark>乙句在此。<mark class="tw-q0" id="p-q0">丙句在此。</mark>'
+    assert (
+        marked
+        == '<mark class="tw-q1" id="p-q1">甲句在此。</mark>乙句在此。<mark class="tw-q0" id="p-q0">丙句在此。</mark>'
+    )
     assert highlight("<b>", ["<b>"]) == '<mark class="tw-q0">&lt;b&gt;</mark>'  # escaped, always
 
 

@@ -249,9 +249,9 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         try:
             view = service.document_view(doc_id)
         except TongwenError as exc:
-            return (
-                f'<div class="tw-reader" data-state="error"><p class="tw-empty">{error_text(type(exc), script)}</p></div>',
-                gr.Tabs(selected="reader-tab"),
+            message = error_text(type(exc), script)
+            return f'<div class="tw-reader" data-state="error"><p class="tw-empty">{message}</p></div>', gr.Tabs(
+                selected="reader-tab"
             )
         return reader_html(view, script, seq, quotes, ref), gr.Tabs(selected="reader-tab")
 
@@ -412,56 +412,59 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=90, elem_id="turn-actions"):
                         stop = gr.Button(i18n("stop"), elem_id="stop", size="sm")
                         again = gr.Button(i18n("regenerate"), elem_id="regenerate", size="sm")
-            with gr.Column(scale=3, min_width=320, elem_id="side-col"):
-                with gr.Tabs(elem_id="side-tabs", selected="sources-tab") as tabs:
-                    with gr.Tab(i18n("tab.sources"), id="sources-tab", elem_id="sources-tab"):
-                        sources = gr.HTML(
-                            LOADING_PANEL,
-                            elem_id="sources",
-                            js_on_load=SOURCES_JS,
-                            container=False,
-                            padding=False,
+            with (
+                gr.Column(scale=3, min_width=320, elem_id="side-col"),
+                gr.Tabs(elem_id="side-tabs", selected="sources-tab") as tabs,
+            ):
+                with gr.Tab(i18n("tab.sources"), id="sources-tab", elem_id="sources-tab"):
+                    sources = gr.HTML(
+                        LOADING_PANEL,
+                        elem_id="sources",
+                        js_on_load=SOURCES_JS,
+                        container=False,
+                        padding=False,
+                    )
+                with gr.Tab(i18n("tab.documents"), id="docs-tab", elem_id="docs-tab"):
+                    admin_key = gr.Textbox(
+                        label=i18n("admin_key"),
+                        type="password",
+                        placeholder=i18n("admin_key_placeholder"),
+                        info=i18n("admin_key_info"),
+                        elem_id="admin-key",
+                        visible=bool(settings.api_key),
+                    )
+                    files = gr.File(
+                        label=i18n("upload"),
+                        file_count="multiple",
+                        file_types=UPLOAD_SUFFIXES,
+                        elem_id="upload",
+                        height=110,
+                    )
+                    status = gr.Markdown(elem_id="upload-status")
+                    documents = gr.HTML("", elem_id="documents", container=False, padding=False, js_on_load=None)
+                    with gr.Row(equal_height=True):
+                        to_delete = gr.Dropdown(
+                            # The choices at build time matter: Gradio checks a fresh session's value against them.
+                            choices=[(d["name"], d["doc_id"]) for d in service.documents()],
+                            value=None,
+                            label=i18n("delete_select"),
+                            elem_id="delete-doc",
+                            scale=3,
                         )
-                    with gr.Tab(i18n("tab.documents"), id="docs-tab", elem_id="docs-tab"):
-                        admin_key = gr.Textbox(
-                            label=i18n("admin_key"),
-                            type="password",
-                            placeholder=i18n("admin_key_placeholder"),
-                            info=i18n("admin_key_info"),
-                            elem_id="admin-key",
-                            visible=bool(settings.api_key),
+                        delete_btn = gr.Button(i18n("delete"), variant="stop", elem_id="delete", scale=1, min_width=70)
+                    with gr.Row(equal_height=True):
+                        confirm_btn = gr.Button(
+                            i18n("confirm_delete"), variant="stop", elem_id="confirm-delete", visible=False
                         )
-                        files = gr.File(
-                            label=i18n("upload"),
-                            file_count="multiple",
-                            file_types=UPLOAD_SUFFIXES,
-                            elem_id="upload",
-                            height=110,
-                        )
-                        status = gr.Markdown(elem_id="upload-status")
-                        documents = gr.HTML("", elem_id="documents", container=False, padding=False, js_on_load=None)
-                        with gr.Row(equal_height=True):
-                            to_delete = gr.Dropdown(
-                                # The choices at build time matter: Gradio checks a fresh session's value against them.
-                                choices=[(d["name"], d["doc_id"]) for d in service.documents()],
-                                value=None, label=i18n("delete_select"), elem_id="delete-doc", scale=3
-                            )
-                            delete_btn = gr.Button(
-                                i18n("delete"), variant="stop", elem_id="delete", scale=1, min_width=70
-                            )
-                        with gr.Row(equal_height=True):
-                            confirm_btn = gr.Button(
-                                i18n("confirm_delete"), variant="stop", elem_id="confirm-delete", visible=False
-                            )
-                            cancel_btn = gr.Button(i18n("cancel"), elem_id="cancel-delete", visible=False)
-                    with gr.Tab(i18n("tab.reader"), id="reader-tab", elem_id="reader-tab"):
-                        reader = gr.HTML(
-                            reader_html(None, "traditional"),
-                            elem_id="reader",
-                            js_on_load=None,
-                            container=False,
-                            padding=False,
-                        )
+                        cancel_btn = gr.Button(i18n("cancel"), elem_id="cancel-delete", visible=False)
+                with gr.Tab(i18n("tab.reader"), id="reader-tab", elem_id="reader-tab"):
+                    reader = gr.HTML(
+                        reader_html(None, "traditional"),
+                        elem_id="reader",
+                        js_on_load=None,
+                        container=False,
+                        padding=False,
+                    )
 
         # -- events --------------------------------------------------------------------------
         ask_inputs = [question, store, backend, top_k, read_key, script]

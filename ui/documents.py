@@ -118,7 +118,8 @@ def reader_html(
             f'　<span class="tw-heading">{html.escape(chunk["heading"])}</span>' if chunk.get("heading") else ""
         )
         out.append(
-            f'<div class="tw-chunk"><div class="tw-meta">{t("chunk_label", script, seq=chunk["seq"])}　{where}{heading_text}</div>'
+            f'<div class="tw-chunk"><div class="tw-meta">{t("chunk_label", script, seq=chunk["seq"])}'
+            f"　{where}{heading_text}</div>"
             f'<div class="tw-text">{html.escape(chunk["text"])}</div></div>'
         )
     out.append("</details></div>")

@@ -239,8 +239,11 @@ LOCALE_SCRIPT = f"""<script>(function () {{
     var script = (saved === 'simplified' || saved === 'traditional') ? saved : (simp ? 'simplified' : 'traditional');
     var locale = script === 'simplified' ? 'zh-CN' : 'zh-TW';
     window.tongwenScript = script;
-    Object.defineProperty(Navigator.prototype, 'language', {{get: function () {{ return locale; }}, configurable: true}});
-    Object.defineProperty(Navigator.prototype, 'languages', {{get: function () {{ return [locale]; }}, configurable: true}});
+    var define = function (name, value) {{
+      Object.defineProperty(Navigator.prototype, name, {{get: function () {{ return value; }}, configurable: true}});
+    }};
+    define('language', locale);
+    define('languages', [locale]);
     document.documentElement.lang = locale;
   }} catch (e) {{ window.tongwenScript = 'traditional'; }}
 }})();</script>"""

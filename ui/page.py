@@ -51,7 +51,8 @@ mark {{ background: #fde68a !important; color: inherit !important; padding: 0 1p
 .tw-note.tw-error {{ border-left-color: #dc2626; background: rgba(220, 38, 38, 0.08); }}
 .tw-empty {{ color: var(--body-text-color-subdued); }}
 .tw-docs {{ width: 100%; font-size: 0.88rem; border-collapse: collapse; }}
-.tw-docs th, .tw-docs td {{ text-align: left; padding: 0.3em 0.4em; border-bottom: 1px solid var(--border-color-primary); }}
+.tw-docs th, .tw-docs td {{ text-align: left; padding: 0.3em 0.4em;
+  border-bottom: 1px solid var(--border-color-primary); }}
 .tw-file {{ word-break: break-all; color: var(--body-text-color-subdued); }}
 .tw-reader-title {{ margin: 0.2em 0; }}
 .tw-reader-heading {{ font-weight: 700; margin: 0.8em 0 0.2em; }}
@@ -133,26 +134,34 @@ LOAD_JS = "(store, script) => [store, window.tongwenScript || 'traditional']"
 # Gradio texts that no translation covers (the file picker's type warning): said in Chinese.
 _UNTRANSLATED = [
     (r"Invalid file types?: (.*)\. Only (.*) allowed\.", "不支援這種檔案類型：$1。可上傳：$2。"),
+    (r"^\s*Error\s*$", "錯誤"),  # toast titles: a whole text node, never document content
+    (r"^\s*Warning\s*$", "注意"),
+    (r"^\s*Info\s*$", "提示"),
 ]
+
+
+_FIXES_JS = """<script>(function () {
+  var all = __FIXES__;
+  var fixes = (all[window.tongwenScript] || all.traditional).map(function (f) { return [new RegExp(f[0]), f[1]]; });
+  function fix(node) {
+    var walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    for (var n = walker.currentNode; n; n = walker.nextNode()) {
+      if (n.nodeType !== 3) continue;
+      fixes.forEach(function (f) {
+        if (f[0].test(n.nodeValue)) n.nodeValue = n.nodeValue.replace(f[0], f[1]);
+      });
+    }
+  }
+  new MutationObserver(function (records) {
+    records.forEach(function (r) {
+      r.addedNodes.forEach(function (n) { fix(n.nodeType === 3 ? n.parentNode || n : n); });
+      if (r.type === 'characterData' && r.target.parentNode) fix(r.target.parentNode);
+    });
+  }).observe(document.documentElement, {childList: true, subtree: true, characterData: true});
+})();</script>"""
 
 
 def page_fixes_script() -> str:
     """A <script> that rewrites the untranslated Gradio texts as they appear, in the page's script."""
     fixes = {s: [(pattern, in_script(text, s)) for pattern, text in _UNTRANSLATED] for s in SCRIPTS}
-    return (
-        "<script>(function () {"
-        f"var all = {json.dumps(fixes, ensure_ascii=False)};"
-        "var fixes = (all[window.tongwenScript] || all.traditional).map(function (f) { return [new RegExp(f[0]), f[1]]; });"
-        "function fix(node) {"
-        "  var walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);"
-        "  for (var n = walker.currentNode; n; n = walker.nextNode()) {"
-        "    if (n.nodeType !== 3) continue;"
-        "    fixes.forEach(function (f) { if (f[0].test(n.nodeValue)) n.nodeValue = n.nodeValue.replace(f[0], f[1]); });"
-        "  }"
-        "}"
-        "new MutationObserver(function (records) { records.forEach(function (r) {"
-        "  r.addedNodes.forEach(function (n) { if (n.nodeType === 1 || n.nodeType === 3) fix(n.nodeType === 3 ? n.parentNode || n : n); });"
-        "  if (r.type === 'characterData' && r.target.parentNode) fix(r.target.parentNode);"
-        "}); }).observe(document.documentElement, {childList: true, subtree: true, characterData: true});"
-        "})();</script>"
-    )
+    return _FIXES_JS.replace("__FIXES__", json.dumps(fixes, ensure_ascii=False))

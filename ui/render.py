@@ -231,7 +231,8 @@ def sources_panel(
 
 
 def empty_panel(script: str) -> str:
-    return f'<div class="tw-sources" data-state="empty" data-turn="0"><p class="tw-empty">{t("sources_empty", script)}</p></div>'
+    empty = t("sources_empty", script)
+    return f'<div class="tw-sources" data-state="empty" data-turn="0"><p class="tw-empty">{empty}</p></div>'
 
 
 def error_panel(message: str, turn: int, script: str) -> str:
