@@ -392,12 +392,23 @@ def test_upload_adds_document_and_delete_removes_it(page, tmp_path: Path) -> Non
     assert "投影片.pptx" in toast.inner_text() and ".htm" in toast.inner_text()
     assert not english_words(page), english_words(page)
 
+    # Every line the status shows on the way (the one progress indicator) is recorded.
+    page.evaluate(
+        """() => { window.statusLines = [];
+            const status = document.querySelector('#upload-status');
+            new MutationObserver(() => window.statusLines.push(status.innerText))
+                .observe(status, {childList: true, subtree: true, characterData: true});
+        }"""
+    )
     page.locator("#upload input[type=file]").set_input_files([str(doc), str(broken)])
     page.wait_for_function(
         "name => document.querySelector('#documents')?.innerText.includes(name)", arg=name, timeout=90_000
     )
     status = page.locator("#upload-status").inner_text()
     assert "新增" in status and name in status, status
+    progress = [line for line in page.evaluate("() => window.statusLines") if "⏳" in line]
+    assert any("個段落" in line for line in progress), progress  # with the chunk count
+    assert all("正在" in line and not re.search(r"(?<![.\w])[A-Za-z]{3,}", line) for line in progress), progress
     assert "失敗" in status and "壞掉的.pdf" in status and "損毀" in status, status  # why, in Chinese
     assert not english_words(page), english_words(page)
 

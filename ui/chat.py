@@ -49,6 +49,7 @@ from ui.render import (
     message_text,
     parse_open_ref,
     plain_answer,
+    quotes_by_source,
     sources_panel,
     user_message,
 )
@@ -238,13 +239,12 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         return documents_table(docs, titles, script), gr.update(choices=choices, value=None)
 
     def open_document(store: Any, script: str, evt: gr.EventData) -> tuple[Any, ...]:
-        ref = str(getattr(evt, "_data", {}).get("ref", "") if isinstance(getattr(evt, "_data", None), dict) else "")
+        data = getattr(evt, "_data", None)  # what the page's trigger('open_doc', {ref}) sent
+        ref = str(data.get("ref", "")) if isinstance(data, dict) else ""
         doc_id, seq, turn, n = parse_open_ref(ref)
         quotes: list[str] = []
         if turn and n:
             result = convs.turn_result(convs.valid(store), turn) or {}
-            from ui.render import quotes_by_source
-
             quotes = quotes_by_source(result).get(n, [])
         try:
             view = service.document_view(doc_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 from rag.chain import best_quote
 from rag.sentences import split_sentences
-from ui.i18n import in_script, t
+from ui.i18n import t
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
 BACKEND_KEYS = {"extractive", "local", "openai", "auto"}
@@ -260,7 +260,3 @@ def user_message(question: str) -> str:
 def plain_answer(text: str) -> str:
     """A streaming (unfinished) answer: escaped text, no links yet."""
     return _escape(text)
-
-
-def ui_note(text: str, script: str) -> str:
-    return in_script(text, script)
