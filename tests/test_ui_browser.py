@@ -246,6 +246,15 @@ def test_citations_reader_language_and_conversation(browser, server_url: str, lo
 
         answer = ask(page, QUESTION, turn=1)
         assert trash.count() == 1
+        if not phone:  # conversation, question box and sources side by side, all on the first screen
+            boxes = page.evaluate(
+                """() => ['#chatbot', '#question', '#sources'].map(s => {
+                    const r = document.querySelector(s).getBoundingClientRect();
+                    return [r.top, r.bottom, r.left, r.right]; })"""
+            )
+            (chat, box, panel) = boxes
+            assert chat[1] <= DESKTOP["height"] and box[1] <= DESKTOP["height"], boxes
+            assert panel[0] < 300 and panel[2] >= chat[3], boxes  # beside the chat, near the top
         bot = page.locator("#chatbot .message.bot").last
         cites = bot.locator("a.tw-cite")
         assert cites.count() >= 2, answer

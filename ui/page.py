@@ -129,7 +129,11 @@ if (!window.tongwenClicks) {{
 """
 
 # On load: the script chosen in <head> (ui.i18n.LOCALE_SCRIPT) goes to the switch.
-LOAD_JS = "(store, script) => [store, window.tongwenScript || 'traditional']"
+# On a phone the sources tab is hidden (sources fold under each answer): show the documents tab.
+LOAD_JS = f"""(store, script) => {{
+  if (window.innerWidth < {DESKTOP_MIN_PX}) setTimeout(() => document.getElementById('docs-tab-button')?.click(), 0);
+  return [store, window.tongwenScript || 'traditional'];
+}}"""
 
 # Gradio texts that no translation covers (the file picker's type warning): said in Chinese.
 _UNTRANSLATED = [
