@@ -61,8 +61,7 @@ def folder_mb(folder: Path) -> float:
 
 def corpus_vocabulary() -> tuple[list[str], np.ndarray]:
     """Words of the bundled corpus (canonical form, jieba search mode) and their frequencies."""
-    from rag.normalise import canonical
-
+    from ingest.normalise import canonical
     from rag.store.keyword import tokenize
 
     counts: Counter[str] = Counter()

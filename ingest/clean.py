@@ -26,6 +26,9 @@ Rules (the tests show each on real corpus lines):
   headings keep one space after the marker ("第一章 緒論"); other CJK-CJK spaces go.
 * **Spaces** - whitespace between two CJK characters vanishes; any other run becomes one space.
   No NFKC: display text stays as written.
+* **Emphasis** - markdown bold/italic markers left by converters (``**輕資產**``, ``__重點__``) are
+  dropped: runs of two or more ``*`` anywhere, ``__`` only around a word (never inside a URL or an
+  identifier such as ``utm__x``). The characters around them keep their offsets.
 """
 
 from __future__ import annotations
@@ -208,7 +211,30 @@ def _is_hyphenated(prev: str, nxt: str) -> bool:
     return len(prev) >= 2 and prev[-1] == "-" and prev[-2].isalpha() and nxt[0].islower()
 
 
+_STARS = re.compile(r"\*{2,}")
+_UNDERSCORE_EMPHASIS = re.compile(r"(?<![A-Za-z0-9_])__(?=[^\s_])(.+?)(?<=[^\s_])__(?![A-Za-z0-9_])")
+
+
+def _drop_emphasis(text: str, cmap: list[int]) -> tuple[str, list[int]]:
+    """Remove markdown emphasis markers, keeping every other character's original offset."""
+    if "**" not in text and "__" not in text:
+        return text, cmap
+    drop: set[int] = set()
+    for m in _STARS.finditer(text):
+        drop.update(range(m.start(), m.end()))
+    for m in _UNDERSCORE_EMPHASIS.finditer(text):
+        drop.update((m.start(), m.start() + 1, m.end() - 2, m.end() - 1))
+    if not drop:
+        return text, cmap
+    keep = [i for i in range(len(text)) if i not in drop]
+    return "".join(text[i] for i in keep), [cmap[i] for i in keep]
+
+
 def _squeeze(original: str, start: int, end: int, keep_space_at: int = -1) -> tuple[str, list[int]]:
+    return _drop_emphasis(*_squeeze_spaces(original, start, end, keep_space_at))
+
+
+def _squeeze_spaces(original: str, start: int, end: int, keep_space_at: int = -1) -> tuple[str, list[int]]:
     """Collapse whitespace in ``original[start:end]``; return the text and per-character offsets.
 
     Whitespace between two CJK characters (stray PDF spacing) is removed; any other run becomes one

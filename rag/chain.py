@@ -337,26 +337,43 @@ def best_source_for(text: str, hits: Sequence[Hit]) -> int | None:
     return None if best is None or scores[best] == 0 else best + 1
 
 
+def best_quote(claim: str, passage: str) -> str:
+    """The sentence of ``passage`` that a citing sentence leans on: most characters in common.
+
+    Shared by :func:`citations_for` and the UI (the hover text of each ``[n]``), so what a marker
+    shows and what the sources panel highlights are the same sentence.
+    """
+    claim_chars = set(compact(_CITATION.sub("", claim)))
+    spans = split_sentences(passage) or [(0, len(passage))]
+    best = max(spans, key=lambda s: len(claim_chars & set(compact(passage[s[0] : s[1]]))))
+    return passage[best[0] : best[1]].strip()
+
+
 def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    """One entry per cited source: which document, where, and the sentence of it that the
-    answer leans on (for highlighting), found by character overlap with the citing sentence."""
+    """One entry per cited source: which document, where, and the sentences of it that the answer
+    leans on (for highlighting): ``quote`` for the first citing sentence, ``quotes`` for all of them
+    (each answer sentence citing the source adds the passage sentence closest to it)."""
     out: dict[int, dict[str, Any]] = {}
     for start, end in split_sentences(answer):
         sentence = answer[start:end]
         for match in _CITATION.finditer(sentence):
             n = int(match.group(1))
-            if n in out or not 1 <= n <= len(hits):
+            if not 1 <= n <= len(hits):
                 continue
             chunk = hits[n - 1].chunk
-            claim = set(compact(_CITATION.sub("", sentence)))
-            spans = split_sentences(chunk.text) or [(0, len(chunk.text))]
-            best = max(spans, key=lambda s: len(claim & set(compact(chunk.text[s[0] : s[1]]))))
+            quote = best_quote(sentence, chunk.text)
+            if n in out:
+                if quote not in out[n]["quotes"]:
+                    out[n]["quotes"].append(quote)
+                continue
             out[n] = {
                 "n": n,
                 "id": chunk.id,
                 "doc": chunk.doc,
+                "doc_id": chunk.doc_id,
                 "heading": chunk.heading,
-                "quote": chunk.text[best[0] : best[1]].strip(),
+                "quote": quote,
+                "quotes": [quote],
                 "location": chunk.location.__dict__,
             }
     return [out[n] for n in sorted(out)]

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ingest.chunk import HEADING_SEPARATOR
+from ingest.sentences import split_sentences
 from ingest.sources import Source, collect_sources, doc_id_for
 from rag import __version__
 from rag.chain import AnswerChain, Reranker, Turn
@@ -31,6 +33,7 @@ from rag.generate import registry
 from rag.generate.base import Generator
 from rag.indexing import IngestReport, ingest_sources
 from rag.retrieve import Hit, Query, hybrid_search
+from rag.store.records import ChunkRecord
 from rag.store.snapshot import Snapshot, current_folder, list_versions, load_current, save_new_version
 from rag.store.snapshot import rollback as make_older_version_current
 from rag.store.versions import VersionedDir
@@ -69,6 +72,32 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
         "citations": turn.citations,
         "timings": {k: round(v * 1000, 1) for k, v in turn.timings.items()},
     }
+
+
+def new_text(previous: ChunkRecord | None, chunk: ChunkRecord) -> str:
+    """The part of ``chunk`` not already in ``previous``: chunks of one section repeat the last
+    sentences of the chunk before them (the overlap), which a reader should see only once."""
+    text = chunk.text
+    if previous is None or previous.heading != chunk.heading or chunk.location.start >= previous.location.end:
+        return text
+    shared = 0
+    for _, end in split_sentences(text):
+        if previous.text.endswith(text[:end].rstrip("\n")):
+            shared = end
+    return text[shared:].lstrip("\n")
+
+
+TITLE_MAX_CHARS = 60
+
+
+def document_title(name: str, chunks: Sequence[ChunkRecord]) -> str:
+    """What a reader calls the document: its first line when short (converted reports open with
+    their title, often not marked as a heading), else its first heading, else the file name."""
+    first_line = chunks[0].text.split("\n", 1)[0].strip() if chunks else ""
+    if first_line and len(first_line) <= TITLE_MAX_CHARS and not chunks[0].heading:
+        return first_line
+    headings = [c.heading for c in chunks if c.heading]
+    return headings[0].split(HEADING_SEPARATOR)[0] if headings else Path(name).stem
 
 
 class Tongwen:
@@ -215,6 +244,53 @@ class Tongwen:
             return []
         return [asdict(d) for d in sorted(docs, key=lambda d: d.name)]
 
+    def document_view(self, ref: str) -> dict[str, Any]:
+        """One document as the index holds it: title, record, its chunks and its cleaned text.
+
+        The index keeps no separate copy of a document's text: the text is its chunks read in
+        order, each chunk's overlap with the previous one (whole sentences the chunker repeats)
+        left out, so ``passages`` tile the text once and every passage keeps its chunk's location.
+        """
+        doc_id = self.resolve_doc(ref)
+        snap = self.snapshot
+        record = snap.manifest.documents[doc_id]
+        chunks = sorted((c for c in snap.chunks if c.doc_id == doc_id), key=lambda c: c.seq)
+        passages, previous = [], None
+        for chunk in chunks:
+            passages.append(
+                {
+                    "id": chunk.id,
+                    "seq": chunk.seq,
+                    "heading": chunk.heading,
+                    "text": new_text(previous, chunk),
+                    "location": asdict(chunk.location),
+                }
+            )
+            previous = chunk
+        title = document_title(record.name, chunks)
+        return {
+            **asdict(record),
+            "title": title,
+            "text": "\n".join(p["text"] for p in passages),
+            "passages": passages,
+            "chunks": [
+                {"id": c.id, "seq": c.seq, "heading": c.heading, "text": c.text, "location": asdict(c.location)}
+                for c in chunks
+            ],
+        }
+
+    def document_titles(self) -> dict[str, str]:
+        """doc_id -> title (see :func:`document_title`), for lists that show titles, not file names."""
+        firsts: dict[str, list[ChunkRecord]] = {}
+        for chunk in self.snapshot.chunks:
+            firsts.setdefault(chunk.doc_id, []).append(chunk)
+        docs = self.snapshot.manifest.documents
+        return {
+            doc_id: document_title(docs[doc_id].name, sorted(chunks, key=lambda c: c.seq)[:20])
+            for doc_id, chunks in firsts.items()
+            if doc_id in docs
+        }
+
     def retrieve(self, query: str, top_k: int | None = None) -> list[dict[str, Any]]:
         from rag.chain import clean_question
 
@@ -281,8 +357,12 @@ class Tongwen:
         delete: Iterable[str] = (),
         rebuild: bool = False,
         show_progress: bool = False,
+        on_progress: Callable[[str], None] | None = None,
     ) -> IngestReport:
         """Add/replace documents and delete others in one new index version.
+
+        ``on_progress`` hears the pipeline's steps ("Reading NAME", "Embedding N chunks"; the UI
+        shows them in Chinese); by default they go to the log.
 
         The previous version is read from disk under the cross-process write lock, not taken from
         memory: another process may have committed since this one loaded its snapshot, and
@@ -297,7 +377,7 @@ class Tongwen:
             if previous is not None:
                 self._matching_model(previous)
             snapshot, report = ingest_sources(
-                list(sources), previous, model, self.settings, delete, show_progress, log.info
+                list(sources), previous, model, self.settings, delete, show_progress, on_progress or log.info
             )
             if snapshot is not None:
                 save_new_version(self.settings.index_dir, snapshot, keep=self.settings.keep_versions)

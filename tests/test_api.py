@@ -270,6 +270,23 @@ def test_unknown_document_is_404(write_url):
     assert r.status_code == 404 and "deadbeef0000" in r.json()["error"]["message"]
 
 
+def test_one_document_with_its_title_text_and_chunks(url):
+    listed = httpx.get(f"{url}/api/documents").json()["documents"]
+    luxembourg = next(d for d in listed if d["name"].startswith("000_"))
+    body = httpx.get(f"{url}/api/documents/{luxembourg['doc_id']}").json()
+    assert body["title"] == "推動第三次產業革命之方向：以盧森堡為例"
+    assert len(body["chunks"]) == luxembourg["chunks"] == len(body["passages"])
+    assert [c["seq"] for c in body["chunks"]] == sorted(c["seq"] for c in body["chunks"])
+    # The text is each chunk once: the sentences neighbouring chunks share appear a single time.
+    sentence = "「第三次產業革命」的規劃分由九個工作小組負責"
+    assert body["text"].count(sentence) == 1
+    assert all(p["text"] in c["text"] for p, c in zip(body["passages"], body["chunks"], strict=True))
+    assert all(c["location"]["line_start"] >= 1 for c in body["chunks"])
+    by_name = httpx.get(f"{url}/api/documents/{luxembourg['name']}").json()
+    assert by_name["doc_id"] == luxembourg["doc_id"]
+    assert httpx.get(f"{url}/api/documents/deadbeef0000").status_code == 404
+
+
 def test_twenty_concurrent_questions_all_succeed(url):
     questions = [QUESTION_SIMP, QUESTION_TRAD, "盧森堡的人口有多少？", "台积电在芯片危机时能发挥什么作用？"] * 5
 

@@ -321,3 +321,28 @@ def test_whole_report_cleans_fast() -> None:
     started = time.perf_counter()
     clean_text(text)
     assert time.perf_counter() - started < 2.0
+
+
+# -- emphasis markers ---------------------------------------------------------------------------------
+
+
+def test_markdown_bold_is_dropped_and_offsets_still_point_at_the_original() -> None:
+    # 003 line 27: "我們因此提出**全球本地化(Glocalization) 輕資產、高科技、重服務 (LHS)** 的新戰略思維。"
+    doc = cleaned(BLUE_OCEAN)
+    block = find_block(doc, "我們因此提出全球本地化")
+    assert "**" not in block.text
+    assert "為配合輕資產、高技術、重服務的全球本地化國際合作" in block.text
+    for needle in ("全球本地化(Glocalization)", "的新戰略思維"):
+        at = block.text.index(needle)
+        start, end = doc.original_span(doc.blocks.index(block), at, at + len(needle))
+        assert doc.original[start:end] == needle
+    assert not any("**" in b.text for b in doc.blocks)
+
+
+def test_underscore_emphasis_goes_but_underscores_inside_words_stay() -> None:
+    doc = clean_text("這是__重點__內容。\n\n網址 https://x.tw/a__b?utm__c=1 不變。\n")
+    texts = [b.text for b in doc.blocks]
+    assert texts[0] == "這是重點內容。"
+    assert "a__b?utm__c=1" in texts[1]
+    block = doc.blocks[0]
+    assert [doc.original[i] for i in block.char_map] == list(block.text)

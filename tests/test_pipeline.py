@@ -41,6 +41,9 @@ def test_answer_is_cited_and_in_the_askers_script(service: Tongwen, script_field
     assert any(contains_evidence(s["text"], item.evidence) for s in cited)
     for citation in result["citations"]:
         assert citation["quote"] in result["sources"][citation["n"] - 1]["text"]
+        # Every sentence the answer leans on, first one first (the UI highlights them all).
+        assert citation["quotes"][0] == citation["quote"]
+        assert all(q in result["sources"][citation["n"] - 1]["text"] for q in citation["quotes"])
 
 
 @pytest.mark.parametrize("gold_id", ["g088", "g092", "g093"])

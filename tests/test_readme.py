@@ -182,7 +182,7 @@ def test_documented_api_routes_exist(readme, tmp_path):
 # -- files, Quickstart, markers --------------------------------------------------------------------
 def test_screenshot_and_links_exist(readme):
     images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme)
-    assert "docs/screenshot.png" in images
+    assert {"docs/screenshot.png", "docs/screenshot-phone.png"} <= set(images)  # desktop and phone
     for image in images:
         data = (PROJECT / image).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), f"{image} is not a PNG (an LFS pointer?)"

@@ -126,9 +126,9 @@ def test_gradio_upload_and_delete_refuse_without_the_key(url, tmp_path: Path):
     # the event handler checks the key itself, so the Gradio API and raw queue calls are covered.
     stored = httpx.post(f"{url}/gradio_api/upload", files={"files": ("bypass.txt", path.read_bytes())}, headers=auth())
     server_file = {"path": stored.json()[0], "orig_name": "bypass.txt", "meta": {"_type": "gradio.FileData"}}
-    status, *_ = raw_queue_call(url, "upload", [[server_file], ""])
+    status, *_ = raw_queue_call(url, "upload", [[server_file], "", "traditional"])
     assert "需要管理金鑰" in status and "bypass.txt" not in names(url)
-    status, *_ = raw_queue_call(url, "upload", [[server_file], "wrong"])
+    status, *_ = raw_queue_call(url, "upload", [[server_file], "wrong", "traditional"])
     assert "金鑰不正確" in status and "bypass.txt" not in names(url)
     keyed = gradio(url, auth())  # its Authorization header opens the temporary upload only
     status, *_ = keyed.predict([handle_file(str(path))], KEY, api_name="/upload")
@@ -139,7 +139,7 @@ def test_gradio_upload_and_delete_refuse_without_the_key(url, tmp_path: Path):
     assert "需要管理金鑰" in status and "bypass.txt" in names(url)
     status, *_ = keyed.predict(target, "wrong", api_name="/delete")
     assert "金鑰不正確" in status and "bypass.txt" in names(url)
-    status, *_ = raw_queue_call(url, "delete", [doc_id(url, "lux.txt"), ""])  # a fresh session's choice
+    status, *_ = raw_queue_call(url, "delete", [doc_id(url, "lux.txt"), "", "traditional"])  # a fresh session's choice
     assert "需要管理金鑰" in status and "lux.txt" in names(url)
     status, *_ = keyed.predict(target, KEY, api_name="/delete")
     assert "已刪除" in status and "bypass.txt" not in names(url)
@@ -189,9 +189,9 @@ def test_a_read_key_closes_questions_everywhere(read_url):
     assert httpx.get(f"{read_url}/v1/models").status_code == 401
     assert httpx.get(f"{read_url}/health").status_code == 200  # monitors need no key
     # The UI's own chat refuses too, with a Chinese message in the sources panel.
-    chatbot, panel, *_ = gradio(read_url).predict("盧森堡人口多少？", [], "extractive", 5, "", api_name="/ask")
+    chatbot, panel, *_ = gradio(read_url).predict("盧森堡人口多少？", None, "extractive", 5, "", api_name="/ask")
     assert "存取金鑰" in panel and not chatbot
-    chatbot, panel, *_ = gradio(read_url).predict("盧森堡人口多少？", [], "extractive", 5, READ_KEY, api_name="/ask")
+    chatbot, panel, *_ = gradio(read_url).predict("盧森堡人口多少？", None, "extractive", 5, READ_KEY, api_name="/ask")
     assert 'data-state="final"' in panel and chatbot
 
 

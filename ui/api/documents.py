@@ -29,6 +29,11 @@ def router(service: Tongwen, write_guard: Callable[..., None]) -> APIRouter:
     def list_documents() -> dict[str, Any]:
         return {"documents": service.documents(strict=True)}
 
+    @api.get("/api/documents/{doc_id}")
+    def read_document(doc_id: str) -> dict[str, Any]:
+        """One document (by `doc_id` or file name): its title, text and the chunks the index holds."""
+        return service.document_view(doc_id)
+
     @api.post("/api/documents", dependencies=writing)
     def upload(files: Annotated[list[UploadFile], File(description="One or more documents.")]) -> JSONResponse:
         """Upload and ingest documents (incremental). In a mixed batch the good files land and the
