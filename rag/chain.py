@@ -17,8 +17,8 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from ingest.normalise import Script, canonical, compact, detect_script, stream_to_script, to_script
-from ingest.sentences import CLOSERS, END_MARKS, split_sentences
+from ingest.normalise import Script, canonical, detect_script, stream_to_script, to_script
+from rag.cite import CITATION, citations_for, cite_as_streamed, cite_by_overlap, has_content
 from rag.condense import history_text, last_user_message, rewrite_by_rules
 from rag.config import Settings
 from rag.decide import decide, evidence_is_strong
@@ -32,7 +32,6 @@ from rag.retrieve import Hit, Query, fused_search
 from rag.store.snapshot import Snapshot
 from rag.support import content_tokens, idf
 
-_CITATION = re.compile(r"\[(\d{1,2})\]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 INHERITED_WEIGHT = 0.3  # a word a follow-up inherits from the conversation, relative to its own words
 SHORT_FOLLOW_UP = 12  # characters: shorter questions after a conversation may lean on it
@@ -197,7 +196,7 @@ class AnswerChain:
     def post_check(self, turn: Turn) -> Turn:
         """Keep only citations that point at a returned source, make sure a found answer cites
         something, detect an LLM's own refusal, and render the answer in the asker's script."""
-        answer = _CITATION.sub(
+        answer = CITATION.sub(
             lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(turn.hits) else "", turn.answer
         ).strip()
         if turn.found and not turn.backend.startswith("extractive") and _is_refusal(answer):
@@ -207,10 +206,10 @@ class AnswerChain:
             else:
                 turn.found = False  # the model says the sources don't answer it: no citations then
                 answer = load_prompt("refusal", turn.script).format(question=turn.question)
-        if turn.found and not turn.backend.startswith("extractive") and not _has_content(answer):
+        if turn.found and not turn.backend.startswith("extractive") and not has_content(answer):
             # Small models sometimes answer with citation markers only (「[1] [2] [3]」).
             answer = self.extractive_instead(turn, "模型的回答只有引用標記，沒有內容")
-        if turn.found and not _CITATION.search(answer) and turn.hits:
+        if turn.found and not CITATION.search(answer) and turn.hits:
             answer = cite_by_overlap(answer, turn.hits)
         turn.answer = "".join(stream_to_script([answer], turn.script))
         turn.notes = [to_script(n, turn.script) for n in turn.notes] if turn.script != "neutral" else turn.notes
@@ -273,107 +272,3 @@ class AnswerChain:
 def _is_refusal(answer: str) -> bool:
     """An LLM's answer that says the sources do not answer the question."""
     return any(mark in answer for mark in _REFUSAL_MARK)
-
-
-def _has_content(answer: str) -> bool:
-    """Whether an answer says anything once its citation markers are taken out."""
-    return len(re.sub(r"[\W_]+", "", _CITATION.sub("", answer))) >= 2
-
-
-# Where a sentence ends (as in ingest.sentences, less ASCII "..."): a citation goes before these.
-_END_MARK_CHARS = frozenset(END_MARKS + "…\n")
-_CLOSERS = frozenset(CLOSERS)
-
-
-def cite_as_streamed(pieces: Iterator[str], hits: Sequence[Hit]) -> Iterator[str]:
-    """A model's streamed text, passed on as it comes, with a citation put before the end mark of
-    each sentence the model did not cite (「…的作用[1]。」), so a streaming client sees the same
-    [n] markers as the final answer. Only an end mark is held back, until the next character shows
-    whether the model cites after it (「…。[1]」) or starts a new sentence."""
-    sentence = ""  # the current sentence, already passed on (except a held end mark)
-    held = ""  # end mark, closing quotes and a citation the model may be writing after them
-
-    def close() -> str:
-        nonlocal sentence, held
-        cited = _CITATION.search(sentence + held) is not None
-        source = None if cited or not _has_content(sentence) else best_source_for(sentence, hits)
-        out = (f"[{source}]" if source is not None else "") + held
-        sentence, held = "", ""
-        return out
-
-    for piece in pieces:
-        out = []
-        for ch in piece:
-            if held and (ch in _END_MARK_CHARS or ch in _CLOSERS or ch == "[" or "[" in held):
-                held += ch
-                if ch == "]":  # the model's own citation after the end mark: the sentence is cited
-                    out.append(held)
-                    sentence, held = "", ""
-                continue
-            if held:
-                out.append(close())
-            if ch in _END_MARK_CHARS:
-                held = ch
-            else:
-                sentence += ch
-                out.append(ch)
-        if out:
-            yield "".join(out)
-    tail = close() if held or (sentence and not _CITATION.search(sentence)) else ""
-    if tail:
-        yield tail
-
-
-def cite_by_overlap(answer: str, hits: Sequence[Hit]) -> str:
-    """Cite each uncited sentence of a whole answer, by the same rule as a streamed one."""
-    return "".join(cite_as_streamed(iter([answer]), hits))
-
-
-def best_source_for(text: str, hits: Sequence[Hit]) -> int | None:
-    """The source (1-based) sharing the most characters with a text, or None when none shares any."""
-    chars = set(compact(text))
-    scores = [len(chars & set(compact(h.chunk.text))) for h in hits]
-    best = max(range(len(hits)), key=scores.__getitem__, default=None)
-    return None if best is None or scores[best] == 0 else best + 1
-
-
-def best_quote(claim: str, passage: str) -> str:
-    """The sentence of ``passage`` that a citing sentence leans on: most characters in common.
-
-    Shared by :func:`citations_for` and the UI (the hover text of each ``[n]``), so what a marker
-    shows and what the sources panel highlights are the same sentence.
-    """
-    claim_chars = set(compact(_CITATION.sub("", claim)))
-    spans = split_sentences(passage) or [(0, len(passage))]
-    best = max(spans, key=lambda s: len(claim_chars & set(compact(passage[s[0] : s[1]]))))
-    return passage[best[0] : best[1]].strip()
-
-
-def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    """One entry per cited source: which document, where, and the sentences of it that the answer
-    leans on (for highlighting): ``quote`` for the first citing sentence, ``quotes`` for all of them
-    (each answer sentence citing the source adds the passage sentence closest to it)."""
-    out: dict[int, dict[str, Any]] = {}
-    for start, end in split_sentences(answer):
-        sentence = answer[start:end]
-        for match in _CITATION.finditer(sentence):
-            n = int(match.group(1))
-            if not 1 <= n <= len(hits):
-                continue
-            chunk = hits[n - 1].chunk
-            quote = best_quote(sentence, chunk.text)
-            if n in out:
-                if quote not in out[n]["quotes"]:
-                    out[n]["quotes"].append(quote)
-                continue
-            out[n] = {
-                "n": n,
-                "id": chunk.id,
-                "doc": chunk.doc,
-                "doc_id": chunk.doc_id,
-                "heading": chunk.heading,
-                "quote": quote,
-                "quotes": [quote],
-                "location": chunk.location.__dict__,
-            }
-    return [out[n] for n in sorted(out)]

@@ -6,7 +6,7 @@ import pytest
 
 from eval.run import calibrate_threshold
 from ingest.normalise import canonical
-from rag.chain import _has_content
+from rag.cite import has_content
 from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
 from rag.support import asked_about, missing_specifics, stopwords
@@ -72,7 +72,7 @@ def test_the_asked_about_noun_may_be_in_the_heading_or_in_either_vocabulary() ->
     [("[1] [2] [3]", False), ("[1]。", False), ("", False), ("盧森堡[1]", True), ("18.9%[2]", True)],
 )
 def test_an_answer_of_citation_markers_only_has_no_content(answer: str, has: bool) -> None:
-    assert _has_content(answer) is has
+    assert has_content(answer) is has
 
 
 def test_stopwords_file_reads_every_word_of_a_line() -> None:
@@ -108,7 +108,7 @@ def test_calibration_without_a_feasible_threshold_says_so() -> None:
 
 
 def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
-    from rag.chain import cite_by_overlap
+    from rag.cite import cite_by_overlap
 
     hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
     answer = "盧森堡在2016年發布策略。台灣的優勢是半導體！ 最後一句"
@@ -116,7 +116,7 @@ def test_an_uncited_answer_is_cited_sentence_by_sentence() -> None:
 
 
 def test_a_streamed_answer_is_cited_as_it_streams() -> None:
-    from rag.chain import cite_as_streamed, cite_by_overlap
+    from rag.cite import cite_as_streamed, cite_by_overlap
 
     hits = [hit("無關的段落。"), hit("盧森堡於2016年發布第三次工業革命策略。"), hit("台灣的優勢是半導體產業。")]
     pieces = ["盧森堡在2016", "年發布策略。", "台灣的", "優勢是半導體", "。[3]", "還有", "呢"]
@@ -129,7 +129,7 @@ def test_a_streamed_answer_is_cited_as_it_streams() -> None:
 
 
 def test_streamed_citations_go_inside_closing_quotes_and_at_the_end() -> None:
-    from rag.chain import cite_as_streamed
+    from rag.cite import cite_as_streamed
 
     hits = [hit("台灣的優勢是半導體產業。")]
     assert "".join(cite_as_streamed(iter(["報告說「台灣的優勢是半導體。」", "完"]), hits)) == (

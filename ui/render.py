@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ingest.sentences import split_sentences
-from rag.chain import best_quote
+from rag.cite import best_quote
 from ui.i18n import t
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
