@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -333,3 +334,72 @@ def test_an_error_after_a_stream_started_ends_it_with_an_error_event():
     lines = [line for line in client.post("/v1/chat/completions", json=chat).text.splitlines() if line]
     assert lines[-1] == "data: [DONE]"
     assert json.loads(lines[-2].removeprefix("data: "))["error"]["type"] == "ModelUnavailable"
+
+
+def test_top_k_defaults_to_the_setting(service: Tongwen, make_settings):
+    """`TONGWEN_TOP_K` is what a request without `top_k` gets, on every question route."""
+    settings = make_settings(service.settings.home, corpus_dir=service.settings.corpus_dir, top_k=3)
+    client = TestClient(create_api(Tongwen(settings)))
+    assert len(client.post("/api/retrieve", json={"query": QUESTION_TRAD}).json()["hits"]) == 3
+    answer = client.post("/api/ask", json={"question": QUESTION_TRAD}).json()
+    assert answer["found"] and len(answer["sources"]) == 3
+    chat = {"model": "tongwen-extractive", "messages": [{"role": "user", "content": QUESTION_TRAD}]}
+    assert len(client.post("/v1/chat/completions", json=chat).json()["sources"]) == 3
+    asked = client.post("/api/retrieve", json={"query": QUESTION_TRAD, "top_k": 2}).json()["hits"]
+    assert len(asked) == 2  # a request's own top_k still wins
+
+
+def test_openai_fields_a_client_expects(url):
+    """`developer` role accepted, `usage` counted, `stop` honoured, and the footer lists only the
+    cited sources, each with its line range."""
+    chat = {
+        "model": "tongwen-extractive",
+        "messages": [
+            {"role": "developer", "content": "請用繁體中文回答。"},
+            {"role": "user", "content": QUESTION_TRAD},
+        ],
+    }
+    body = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    content = body["choices"][0]["message"]["content"]
+    cited = {c["n"] for c in body["citations"]}
+    footer = content.split("來源：", 1)[1]
+    assert {int(n) for n in re.findall(r"^\[(\d+)\]", footer, re.M)} == cited
+    assert all("行" in line for line in footer.strip().splitlines())
+    stop = content[len(content) // 3 : len(content) // 3 + 2]
+    stopped = httpx.post(f"{url}/v1/chat/completions", json={**chat, "stop": [stop]}, timeout=60).json()
+    assert stop not in stopped["choices"][0]["message"]["content"]
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    short = httpx.post(f"{url}/v1/chat/completions", json={**chat, "max_tokens": 5}, timeout=60).json()
+    assert short["choices"][0]["finish_reason"] == "length" and short["usage"]["completion_tokens"] <= 5
+
+
+def test_stream_usage_chunk_and_extra_fields(url):
+    chat = {
+        "model": "tongwen-extractive",
+        "messages": [{"role": "user", "content": QUESTION_TRAD}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=chat, timeout=60) as r:
+        datas = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert datas[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in datas[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    last = next(c for c in reversed(chunks) if c["choices"] and c["choices"][0]["finish_reason"])
+    assert {"question", "sources", "citations", "found"} <= set(last)
+
+
+def test_langchain_chat_openai_streams_in_the_askers_script(url):
+    """An ordinary LangChain client joins the deltas: they must already be the Simplified answer."""
+    from langchain_openai import ChatOpenAI
+
+    from ingest.normalise import detect_script
+
+    chat = ChatOpenAI(base_url=f"{url}/v1", api_key="none", model="tongwen-extractive", timeout=60)
+    joined = "".join(str(chunk.content) for chunk in chat.stream(QUESTION_SIMP))
+    whole = str(chat.invoke(QUESTION_SIMP).content)
+    assert joined == whole and "[1]" in joined
+    assert detect_script(joined.split("来源：")[0]) == "simplified"
