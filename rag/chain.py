@@ -25,7 +25,7 @@ from rag.decide import decide, evidence_is_strong
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyQuestion, InvalidText, QuestionTooLong
 from rag.followup import decision_text, retrieval_queries, valid_condensed
-from rag.generate.base import AnswerRequest, GenerationError, Generator
+from rag.generate.base import AnswerRequest, GenerationError, GenerationOptions, Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
 from rag.retrieve import Hit, Query, fused_search
@@ -48,6 +48,7 @@ class Turn:
     asked: str
     history: Sequence[Mapping[str, str]] = ()
     top_k: int = 5
+    options: GenerationOptions = field(default_factory=GenerationOptions)
     question: str = ""  # the question as understood: a trusted rewrite of a follow-up, else as asked
     script: Script = "neutral"
     searches: list[tuple[str, float]] = field(default_factory=list)  # texts searched, with fusion weights
@@ -230,7 +231,7 @@ class AnswerChain:
             turn.timings["generate"] = time.perf_counter() - started
             yield load_prompt("refusal", turn.script).format(question=turn.question)
             return
-        request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history)
+        request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history, turn.options)
         if turn.backend == "extractive":
             turn.notes.append(load_prompt("note_extractive", turn.script))
         pieces = self.generator.stream(request)

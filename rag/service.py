@@ -30,7 +30,7 @@ from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
 from rag.generate import registry
-from rag.generate.base import Generator
+from rag.generate.base import GenerationOptions, Generator
 from rag.indexing import IngestReport, ingest_sources
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.store.records import ChunkRecord
@@ -315,9 +315,10 @@ class Tongwen:
         history: Sequence[Mapping[str, str]] = (),
         top_k: int | None = None,
         llm: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        turn = Turn(asked=question, history=list(history), top_k=top_k or self.settings.top_k)
+        turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = self.chain(llm).runnable().invoke(turn)
         turn.timings["total"] = time.perf_counter() - started
         return turn_dict(turn)
@@ -328,12 +329,13 @@ class Tongwen:
         history: Sequence[Mapping[str, str]] = (),
         top_k: int | None = None,
         llm: str | None = None,
+        options: GenerationOptions | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Events: ``question`` (condensed, with sources), ``token`` pieces, then ``final``
         (the post-checked answer, which replaces the streamed text)."""
         started = time.perf_counter()
         chain = self.chain(llm)
-        turn = Turn(asked=question, history=list(history), top_k=top_k or self.settings.top_k)
+        turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = chain.before_generation().invoke(turn)
         yield {
             "type": "question",

@@ -16,12 +16,22 @@ from rag.retrieve import Hit
 
 
 @dataclass(frozen=True)
+class GenerationOptions:
+    """What a client may ask of a language model for one answer (OpenAI's request fields); a
+    backend without a model (extractive) has nothing to tune and ignores them."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
 class AnswerRequest:
     question: str  # standalone (condensed) question, in the asker's script
     script: Script
     hits: Sequence[Hit]  # the sources, numbered from 1 in this order
     weights: Mapping[str, float]  # IDF weight of each content word of the question
     history: Sequence[Mapping[str, str]] = field(default_factory=tuple)
+    options: GenerationOptions = field(default_factory=GenerationOptions)
 
 
 class GenerationError(RuntimeError):

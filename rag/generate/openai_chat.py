@@ -69,8 +69,12 @@ class OpenAIChatGenerator(Generator):
         ]
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
+        chat = self.chat
+        tuned = {k: v for k, v in vars(request.options).items() if v is not None}
+        if "max_tokens" in tuned:
+            tuned["max_tokens"] = min(tuned["max_tokens"], self.max_tokens)
         try:
-            for chunk in self.chat.stream(self.messages(request)):
+            for chunk in (chat.bind(**tuned) if tuned else chat).stream(self.messages(request)):
                 if chunk.content:
                     yield str(chunk.content)
         except Exception as exc:  # network, timeout, HTTP errors: all mean "fall back"

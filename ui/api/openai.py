@@ -4,8 +4,8 @@ Any OpenAI client (the ``openai`` package, ``langchain_openai.ChatOpenAI``, chat
 gets the cited answer as the message content with a sources footer; Tongwen's own fields
 (``question``, ``sources``, ``citations``, ``found``, ``backend``) ride along on the completion and
 on the last stream chunk. ``stop`` and ``max_tokens`` are applied to the answer text whatever the
-backend; token counts (``usage``, ``max_tokens``) use the embedding model's tokenizer, the one
-tokenizer every backend has.
+backend, and ``temperature`` and ``max_tokens`` are passed on to a language model. Token counts
+(``usage``, ``max_tokens``) use the embedding model's tokenizer, the one every backend has.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from rag.errors import TongwenError
+from rag.generate.base import GenerationOptions
 from rag.service import Tongwen
 from ui.api.errors import stream_error
 from ui.api.history import checked_history
@@ -125,6 +126,7 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
         prompt_tokens = sum(count_tokens(m.text()) for m in body.messages)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body.model}
         limits = AnswerLimits(body, count_tokens)
+        options = GenerationOptions(body.temperature, limits.max_tokens)
 
         def usage(content: str) -> dict[str, int]:
             completion = count_tokens(content)
@@ -135,7 +137,7 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
             }
 
         if not body.stream:
-            result = service.ask(question, history, body.top_k, backend)
+            result = service.ask(question, history, body.top_k, backend, options)
             content = limits.apply(result["answer"])
             content += "" if limits.finish else sources_footer(result)
             return {
@@ -152,7 +154,7 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
                 **{k: result[k] for k in EXTRA_FIELDS},
             }
 
-        events = service.ask_stream(question, history, body.top_k, backend)
+        events = service.ask_stream(question, history, body.top_k, backend, options)
         next(events)  # validation errors surface here, before the 200 is sent
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> ServerSentEvent:
