@@ -77,11 +77,14 @@ class MilvusIndexStore:
 
     name = "milvus"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **connection_options: Any) -> None:
+        """``connection_options``: timeout and retries of :class:`rag.store.milvus_conn.MilvusConnection`."""
         from rag.store.milvus import MilvusStore
         from rag.store.milvus_conn import MilvusConnection
 
-        conn = MilvusConnection(settings.milvus_address, token=settings.milvus_token, db_name=settings.milvus_db)
+        conn = MilvusConnection(
+            settings.milvus_address, token=settings.milvus_token, db_name=settings.milvus_db, **connection_options
+        )
         self.store = MilvusStore(conn, settings.milvus_collection_prefix, keep_versions=settings.keep_versions)
 
     def current_key(self) -> str | None:
