@@ -61,6 +61,19 @@ def test_delete_removes_a_document_and_its_chunks(small: Tongwen):
         small.delete("chip.txt")
 
 
+def test_versions_and_rollback(small: Tongwen):
+    """A new version beside the old one; rolling back makes the old one current (FAISS: the CURRENT
+    pointer, Milvus: the alias) and the service serves it on its next request."""
+    small.ingest([Source("h2.txt", HYDROGEN.encode())])
+    versions = small.versions()
+    assert len(versions) == 2 and versions[-1]["current"] and all(v["verifies"] for v in versions)
+    assert versions[-1]["documents"] == 3
+    target = small.rollback()
+    assert target["name"] == versions[0]["name"] and target["current"]
+    assert sorted(d["name"] for d in small.documents()) == ["chip.txt", "lux.txt"]
+    assert all(h["doc"] != "h2.txt" for h in small.retrieve("氫能", 3))
+
+
 @pytest.mark.parametrize("encoding", ["big5", "gbk", "utf-16", "utf-8-sig"])
 def test_legacy_encodings_ingest_correctly(tmp_path, make_settings, encoding: str):
     text = HYDROGEN if encoding != "gbk" else "氢能是净零转型的重要选项，工业用氢与燃料电池都需要稳定的绿氢供应。"

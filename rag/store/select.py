@@ -111,10 +111,11 @@ class MilvusIndexStore:
             try:
                 manifest = self.store.read_manifest(name)
             except (IndexCorrupt, IndexMissing) as exc:
-                out.append(VersionInfo(name, None, None, None, name == current, str(exc), False))
+                out.append(VersionInfo(name, None, None, None, name == current, str(exc), True))
                 continue
             chunks = sum(d.chunks for d in manifest.documents.values())
-            info = VersionInfo(name, manifest.created_at, len(manifest.documents), chunks, name == current, None, False)
+            # "checksummed": no files of ours to hash; a version's row count is checked before it is published.
+            info = VersionInfo(name, manifest.created_at, len(manifest.documents), chunks, name == current, None, True)
             out.append(info)
         return out
 
