@@ -46,7 +46,7 @@ gate: $(VENV)/.installed-run
 
 # The same gate on Milvus Lite (TONGWEN_VECTOR_STORE=milvus, a fresh file each time): the words are
 # ranked by Milvus's BM25 + jieba, the dense side by Milvus, fused with the local bigram side by our
-# RRF. Needs the milvus extra, which `make test` installs.
+# RRF. Needs the milvus extra, which `make test` installs. Measured 0.989 / 0.989 on 2026-12-02, as FAISS.
 GATE_MILVUS_HOME ?= .tongwen/gate-milvus-home
 
 gate-milvus: $(VENV)/.installed-test
