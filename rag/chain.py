@@ -29,7 +29,7 @@ from rag.generate.base import AnswerRequest, GenerationError, GenerationOptions,
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
 from rag.retrieve import Hit, Query, fused_search
-from rag.store.snapshot import Snapshot
+from rag.store.base import IndexVersion
 from rag.support import content_tokens, idf
 
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
@@ -89,7 +89,7 @@ Reranker = Callable[[str, list[Hit]], list[Hit]]
 class AnswerChain:
     """The steps, bound to one index snapshot, model, generator and settings."""
 
-    snapshot: Snapshot
+    snapshot: IndexVersion
     model: EmbeddingModel
     generator: Generator
     settings: Settings

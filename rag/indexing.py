@@ -24,6 +24,7 @@ from ingest.sources import Source, doc_id_for, last_of_each_name
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyDocument, TongwenError, UnsupportedFileType
+from rag.store.base import IndexVersion
 from rag.store.keyword import tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
@@ -73,7 +74,7 @@ def index_records(loaded: LoadedDocument, doc_id: str, model: EmbeddingModel, se
 
 def ingest_sources(
     sources: list[Source],
-    previous: Snapshot | None,
+    previous: IndexVersion | None,
     model: EmbeddingModel,
     settings: Settings,
     delete: Iterable[str] = (),

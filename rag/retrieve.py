@@ -1,5 +1,5 @@
-"""Hybrid retrieval: dense (FAISS) + two keyword rankings (BM25 over jieba words and over
-character bigrams) on canonical text, fused by reciprocal rank.
+"""Hybrid retrieval: dense (FAISS or Milvus, see ``rag.store.base``) + two keyword rankings (BM25 over
+jieba words and over character bigrams) on canonical text, fused by reciprocal rank.
 
 The question is put into canonical form with its vocabulary variants (see ``normalise``); all
 variants are embedded in one batch, and each chunk keeps its best cosine over them. The keyword
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from ingest.normalise import query_variants
 from rag.embeddings import EmbeddingModel
+from rag.store.base import IndexVersion
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
-from rag.store.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Query:
 
 
 def hybrid_search(
-    snapshot: Snapshot,
+    snapshot: IndexVersion,
     model: EmbeddingModel,
     query: Query,
     top_k: int,
@@ -60,7 +60,7 @@ def hybrid_search(
 
 
 def fused_search(
-    snapshot: Snapshot,
+    snapshot: IndexVersion,
     model: EmbeddingModel,
     queries: Sequence[tuple[Query, float]],
     top_k: int,
@@ -82,17 +82,11 @@ def fused_search(
     fused: dict[int, float] = {}
     offset = 0
     for query, weight in queries:
-        cosine: dict[int, float] = {}
-        for vector in vectors[offset : offset + len(query.variants)]:
-            for doc, score in snapshot.vector_store.similarity_search_with_score_by_vector(
-                vector.tolist(), k=candidate_k
-            ):
-                pos = doc.metadata["pos"]
-                cosine[pos] = max(cosine.get(pos, -1.0), float(score))
+        cosine = snapshot.dense_best(vectors[offset : offset + len(query.variants)], candidate_k)
         offset += len(query.variants)
         dense_ranked = sorted(cosine, key=cosine.__getitem__, reverse=True)
-        keyword_hits = snapshot.keyword.search(query.tokens, candidate_k)
-        bigram_hits = snapshot.bigrams.search(query.bigrams, candidate_k)
+        keyword_hits = snapshot.keyword_search(query.tokens, candidate_k)
+        bigram_hits = snapshot.bigram_search(query.bigrams, candidate_k)
         for pos, score in cosine.items():
             best_cosine[pos] = max(best_cosine.get(pos, -1.0), score)
         for pos, score in keyword_hits:

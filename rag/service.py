@@ -28,14 +28,14 @@ from rag import __version__
 from rag.chain import AnswerChain, Reranker, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
-from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing
+from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing, StoreUnavailable
 from rag.generate import registry
 from rag.generate.base import GenerationOptions, Generator
 from rag.indexing import IngestReport, ingest_sources
 from rag.retrieve import Hit, Query, hybrid_search
+from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
-from rag.store.snapshot import Snapshot, current_folder, list_versions, load_current, save_new_version
-from rag.store.snapshot import rollback as make_older_version_current
+from rag.store.select import IndexStore, open_store
 from rag.store.versions import VersionedDir
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class Tongwen:
     def __init__(self, settings: Settings | None = None, reranker: Reranker | None = None) -> None:
         self.settings = settings or Settings()
         self.reranker = reranker
-        self._snapshot: Snapshot | None = None
+        self._snapshot: IndexVersion | None = None
+        self._store: IndexStore | None = None
         self._write_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._resources_lock = threading.Lock()  # model and generators; never held while loading an index
@@ -138,27 +139,35 @@ class Tongwen:
             return self._generators[backend]
 
     @property
-    def snapshot(self) -> Snapshot:
-        """The current index version. Reading the CURRENT pointer on each access (one small file)
-        lets a server pick up what another process (say `tongwen ingest`) committed meanwhile."""
+    def store(self) -> IndexStore:
+        """Where index versions live (``TONGWEN_VECTOR_STORE``): one per service, so a Milvus
+        connection is opened once."""
+        if self._store is None:
+            with self._resources_lock:
+                if self._store is None:
+                    self._store = open_store(self.settings)
+        return self._store
+
+    @property
+    def snapshot(self) -> IndexVersion:
+        """The current index version. Asking the store for the current one on each access (one
+        small file for FAISS, one alias lookup for Milvus) lets a server pick up what another
+        process (say `tongwen ingest`) committed meanwhile."""
         snap = self._snapshot
-        if snap is None or snap.path != self._current_path():
+        if snap is None or snap.key != self.store.current_key():
             with self._load_lock:  # checked again: another thread may have loaded it meanwhile
                 snap = self._snapshot
-                if snap is None or snap.path != self._current_path():
-                    snap = self._snapshot = self._matching_model(load_current(self.settings.index_dir))
+                if snap is None or snap.key != self.store.current_key():
+                    snap = self._snapshot = self._matching_model(self.store.load_current())
         return snap
 
-    def _current_path(self) -> Path | None:
-        return current_folder(self.settings.index_dir)
-
-    def _matching_model(self, snap: Snapshot) -> Snapshot:
+    def _matching_model(self, snap: IndexVersion) -> IndexVersion:
         """Refuse an index built with another embedding model: its vectors would be compared with
         query vectors from a different space (or of another size) and every answer would be wrong."""
         built_with = snap.manifest.embedding_model
         if built_with != self.settings.embedding_model:
             raise IndexCorrupt(
-                f"The index at {self.settings.index_dir} was built with the embedding model {built_with!r}, "
+                f"The index at {self.store.where()} was built with the embedding model {built_with!r}, "
                 f"but TONGWEN_EMBEDDING_MODEL is {self.settings.embedding_model!r}. Re-index with "
                 "`tongwen ingest --rebuild PATH`, or set the model back."
             )
@@ -210,12 +219,17 @@ class Tongwen:
             "index_error": None,
         }
         try:
+            out["store"] = {"name": self.store.name, "where": self.store.where(), **self.store.capabilities()}
+        except StoreUnavailable as exc:
+            out["store"] = {"name": self.settings.vector_store, "error": str(exc)}
+            return {**out, "index": None, "index_error": {"type": type(exc).__name__, "message": str(exc)}}
+        try:
             snap = self.snapshot
         except IndexMissing:
             return {**out, "index": None}
-        except IndexCorrupt as exc:  # reported, not raised: /health must still say what to do
+        except (IndexCorrupt, StoreUnavailable) as exc:  # reported, not raised: /health must say what to do
             return {**out, "index": None, "index_error": {"type": type(exc).__name__, "message": str(exc)}}
-        size = sum(f.stat().st_size for f in snap.path.rglob("*") if f.is_file()) if snap.path else 0
+        described = snap.describe()
         out["index"] = {
             "documents": len(snap.manifest.documents),
             "chunks": len(snap.chunks),
@@ -223,8 +237,9 @@ class Tongwen:
             "embedding_backend": snap.manifest.embedding_backend,
             "dimension": snap.manifest.dimension,
             "created_at": snap.manifest.created_at,
-            "path": str(snap.path),
-            "bytes": size,
+            "path": described.get("path") or described.get("collection"),
+            "bytes": described.get("bytes"),
+            "store": described,
         }
         return out
 
@@ -373,7 +388,7 @@ class Tongwen:
         model = self.model  # loaded before taking the lock, so a waiting writer holds nothing
         with self._write_lock, VersionedDir(self.settings.index_dir).write_lock(on_wait=log.warning):
             try:
-                previous = None if rebuild else load_current(self.settings.index_dir)
+                previous = None if rebuild else self.store.load_current()
             except IndexMissing:
                 previous = None
             if previous is not None:
@@ -382,16 +397,15 @@ class Tongwen:
                 list(sources), previous, model, self.settings, delete, show_progress, on_progress or log.info
             )
             if snapshot is not None:
-                save_new_version(self.settings.index_dir, snapshot, keep=self.settings.keep_versions)
-                self._snapshot = snapshot
-            elif previous is not None and (self._snapshot is None or self._snapshot.path != previous.path):
+                self._snapshot = self.store.save_new_version(snapshot)
+            elif previous is not None and (self._snapshot is None or self._snapshot.key != previous.key):
                 self._snapshot = previous  # nothing changed here, but another process may have
             return report
 
     def versions(self) -> list[dict[str, Any]]:
         """The index versions on disk, oldest first: name, created, documents, chunks, whether it is
         current and whether it verifies (with the problem when not)."""
-        return [{**asdict(v), "verifies": v.verifies} for v in list_versions(self.settings.index_dir)]
+        return [{**asdict(v), "verifies": v.verifies} for v in self.store.versions()]
 
     def rollback(self, version: str | None = None) -> dict[str, Any]:
         """Make an older intact version current again (default: the newest older one that verifies).
@@ -401,7 +415,7 @@ class Tongwen:
         write locks, so it never lands in the middle of an ingest.
         """
         with self._write_lock, VersionedDir(self.settings.index_dir).write_lock(on_wait=log.warning):
-            target = make_older_version_current(self.settings.index_dir, version)
+            target = self.store.rollback(version)
             self._snapshot = None
         log.info("Rolled the index back to version %s", target.name)
         return {**asdict(target), "verifies": target.verifies}

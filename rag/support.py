@@ -25,8 +25,8 @@ from functools import lru_cache
 from importlib import resources
 
 from rag.retrieve import Hit, Query
+from rag.store.base import IndexVersion
 from rag.store.keyword import posseg, tokenize
-from rag.store.snapshot import Snapshot
 
 
 @lru_cache(maxsize=1)
@@ -41,13 +41,13 @@ def content_tokens(query_variant: str) -> list[str]:
     return [t for t in tokenize(query_variant) if t not in stopwords()]
 
 
-def idf(token: str, snapshot: Snapshot) -> float:
+def idf(token: str, snapshot: IndexVersion) -> float:
     n = len(snapshot.chunks)
     df = snapshot.doc_freq.get(token, 0)
     return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
 
 
-def support_score(query: Query, hits: Sequence[Hit], snapshot: Snapshot, depth: int = 3) -> float:
+def support_score(query: Query, hits: Sequence[Hit], snapshot: IndexVersion, depth: int = 3) -> float:
     """Best IDF-weighted coverage of the question's content words by one of the top chunks."""
     best = 0.0
     top = [set(h.chunk.tokens) for h in hits[:depth]]

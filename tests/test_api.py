@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +24,7 @@ from ui.server import create_app
 QUESTION_SIMP = "数字发展部是什么时候成立的？"
 QUESTION_TRAD = "數位發展部是什麼時候成立的？"
 KEY = "s3cret"
+pytestmark = pytest.mark.both_stores  # the routes over FAISS and over Milvus Lite (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +34,12 @@ def url(service: Tongwen):
 
 
 @pytest.fixture(scope="module")
-def write_url(tmp_path_factory, make_settings):
+def write_url(tmp_path_factory, make_store_settings):
     """A second server with its own index, an API key and a small upload limit: tests that write."""
     home = tmp_path_factory.mktemp("api-write")
     corpus = tmp_path_factory.mktemp("api-corpus")
     (corpus / "lux.txt").write_text("盧森堡的總人口雖然僅有50餘萬人，但人均所得位居全球首位。", "utf-8")
-    tongwen = Tongwen(make_settings(home, corpus_dir=corpus, api_key=KEY, max_upload_bytes=200_000))
+    tongwen = Tongwen(make_store_settings(home, corpus_dir=corpus, api_key=KEY, max_upload_bytes=200_000))
     with serve(create_app(service=tongwen, with_ui=False)) as base:
         yield base
 
@@ -48,6 +50,29 @@ def test_health(url):
     assert r.status_code == 200 and body["status"] == "ok" and body["index_error"] is None
     assert body["index"]["documents"] == 3 and body["index"]["chunks"] > 10
     assert body["embedding_model"] and body["generator"]
+    store = body["store"]
+    assert store["name"] in ("faiss", "milvus") and store["keyword"]
+    assert body["index"]["store"]["engine"] in ("faiss", "milvus-lite", "milvus")
+    if store["name"] == "milvus":  # Milvus Lite has BM25: words ranked by Milvus, bigrams locally
+        assert store["bm25"] and body["index"]["store"]["keyword"].startswith("milvus")
+
+
+def test_an_unreachable_milvus_is_a_503_that_says_what_to_check(tmp_path, make_settings):
+    """Milvus down is the operator's to fix, not a bug: /health degraded and every index route 503."""
+    pytest.importorskip("pymilvus")
+    from rag.store.select import MilvusIndexStore
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = make_settings(tmp_path, vector_store="milvus", milvus_uri=f"http://127.0.0.1:{port}")
+    tongwen = Tongwen(settings)
+    tongwen._store = MilvusIndexStore(settings, timeout=1, retries=2, backoff=0.05)  # fail fast, same code
+    client = TestClient(create_api(tongwen))
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["index_error"]["type"] == "StoreUnavailable"
+    retrieved = client.post("/api/retrieve", json={"query": QUESTION_TRAD})
+    assert retrieved.status_code == 503 and "TONGWEN_MILVUS_URI" in retrieved.json()["error"]["message"]
 
 
 def test_retrieve(url):
@@ -336,10 +361,9 @@ def test_an_error_after_a_stream_started_ends_it_with_an_error_event():
     assert json.loads(lines[-2].removeprefix("data: "))["error"]["type"] == "ModelUnavailable"
 
 
-def test_top_k_defaults_to_the_setting(service: Tongwen, make_settings):
+def test_top_k_defaults_to_the_setting(service: Tongwen):
     """`TONGWEN_TOP_K` is what a request without `top_k` gets, on every question route."""
-    settings = make_settings(service.settings.home, corpus_dir=service.settings.corpus_dir, top_k=3)
-    client = TestClient(create_api(Tongwen(settings)))
+    client = TestClient(create_api(Tongwen(service.settings.model_copy(update={"top_k": 3}))))
     assert len(client.post("/api/retrieve", json={"query": QUESTION_TRAD}).json()["hits"]) == 3
     answer = client.post("/api/ask", json={"question": QUESTION_TRAD}).json()
     assert answer["found"] and len(answer["sources"]) == 3

@@ -30,9 +30,13 @@ with VersionedDir(Path(sys.argv[1])).write_lock():
 """
 
 
+# Every test here runs on FAISS and on Milvus Lite, but those marked faiss_only (see their reasons).
+pytestmark = pytest.mark.both_stores
+
+
 @pytest.fixture()
-def small(tmp_path, make_settings) -> Tongwen:
-    tongwen = Tongwen(make_settings(tmp_path / "home"))
+def small(tmp_path, make_store_settings) -> Tongwen:
+    tongwen = Tongwen(make_store_settings(tmp_path / "home"))
     report = tongwen.ingest([Source("lux.txt", LUX.encode()), Source("chip.txt", CHIP.encode())])
     assert sorted(report.added) == ["chip.txt", "lux.txt"]
     return tongwen
@@ -55,6 +59,19 @@ def test_delete_removes_a_document_and_its_chunks(small: Tongwen):
     assert all(h["doc"] == "lux.txt" for h in small.retrieve("晶片產業", 5))
     with pytest.raises(DocumentNotFound):
         small.delete("chip.txt")
+
+
+def test_versions_and_rollback(small: Tongwen):
+    """A new version beside the old one; rolling back makes the old one current (FAISS: the CURRENT
+    pointer, Milvus: the alias) and the service serves it on its next request."""
+    small.ingest([Source("h2.txt", HYDROGEN.encode())])
+    versions = small.versions()
+    assert len(versions) == 2 and versions[-1]["current"] and all(v["verifies"] for v in versions)
+    assert versions[-1]["documents"] == 3
+    target = small.rollback()
+    assert target["name"] == versions[0]["name"] and target["current"]
+    assert sorted(d["name"] for d in small.documents()) == ["chip.txt", "lux.txt"]
+    assert all(h["doc"] != "h2.txt" for h in small.retrieve("氫能", 3))
 
 
 @pytest.mark.parametrize("encoding", ["big5", "gbk", "utf-16", "utf-8-sig"])
@@ -82,6 +99,7 @@ def test_binary_and_unsupported_files_are_reported_not_indexed(small: Tongwen):
     assert len(small.documents()) == 2
 
 
+@pytest.mark.faiss_only("crashes the FAISS folder writer; a Milvus build is an unpublished collection")
 def test_crash_while_writing_leaves_the_previous_index_in_service(small: Tongwen, make_settings, monkeypatch):
     before = small.retrieve("盧森堡人口", 3)
 
@@ -103,21 +121,22 @@ def test_crash_while_writing_leaves_the_previous_index_in_service(small: Tongwen
     assert reopened.ingest([Source("h2.txt", HYDROGEN.encode())]).added == ["h2.txt"]
 
 
-def test_missing_index_gives_an_actionable_error(tmp_path, make_settings):
+def test_missing_index_gives_an_actionable_error(tmp_path, make_store_settings):
     with pytest.raises(IndexMissing, match="tongwen ingest"):
-        Tongwen(make_settings(tmp_path / "empty")).retrieve("問題", 3)
+        Tongwen(make_store_settings(tmp_path / "empty")).retrieve("問題", 3)
 
 
-def test_the_same_name_twice_in_one_batch_keeps_the_last_copy(small: Tongwen, make_settings):
+def test_the_same_name_twice_in_one_batch_keeps_the_last_copy(small: Tongwen, make_store_settings):
     report = small.ingest([Source("h2.txt", LUX.encode()), Source("h2.txt", HYDROGEN.encode())])
     assert report.added == ["h2.txt"] and report.duplicates == ["h2.txt"]
-    reopened = Tongwen(make_settings(small.settings.home))  # was IndexCorrupt "inconsistent"
+    reopened = Tongwen(make_store_settings(small.settings.home))  # was IndexCorrupt "inconsistent"
     assert [c.text for c in reopened.snapshot.chunks if c.doc == "h2.txt"] == [HYDROGEN]
     ids = [c.id for c in reopened.snapshot.chunks]
     assert len(ids) == len(set(ids))
     assert reopened.ingest([Source("more.txt", HYDROGEN.encode())]).added == ["more.txt"]
 
 
+@pytest.mark.faiss_only("a 2nd process: Milvus Lite opens a file from one process only (same lock for both)")
 def test_an_ingest_waits_for_a_writer_in_another_process(small: Tongwen, make_settings):
     """Two processes must not interleave read-build-commit, or the later commit drops the other's
     documents. The lock dies with its holder, so even a kill -9 never leaves the index stuck."""
@@ -153,6 +172,7 @@ def test_an_ingest_waits_for_a_writer_in_another_process(small: Tongwen, make_se
     assert sorted(d["name"] for d in reopened.documents()) == ["chip.txt", "h2.txt", "lux.txt"]
 
 
+@pytest.mark.faiss_only("empties the files of a FAISS version folder; Milvus keeps no files of ours")
 def test_any_emptied_index_file_is_reported_as_damaged(small: Tongwen, make_settings):
     """Whatever file of the current version is emptied (a full disk, a bad copy), the load fails
     with IndexCorrupt and the rebuild advice: the API turns that into a 503, never a 500."""
@@ -169,14 +189,14 @@ def test_any_emptied_index_file_is_reported_as_damaged(small: Tongwen, make_sett
             (version / name).write_bytes(original)
 
 
-def test_a_running_service_sees_what_another_process_committed(tmp_path, make_settings):
+def test_a_running_service_sees_what_another_process_committed(tmp_path, make_store_settings):
     """Two services on one index (a server, and `tongwen ingest` in another shell): a reader picks
     up the writer's new version on its next access, without a restart."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "first.txt").write_text("盧森堡發布了第三次產業革命策略，涵蓋能源與交通。", "utf-8")
     (docs / "second.txt").write_text("台灣的氫能示範站設在高雄，供燃料電池車加氫。", "utf-8")
-    settings = make_settings(tmp_path / "home")
+    settings = make_store_settings(tmp_path / "home")
     server, other_shell = Tongwen(settings), Tongwen(settings)
     server.ingest_paths([docs / "first.txt"])
     assert [d["name"] for d in server.documents()] == ["first.txt"]

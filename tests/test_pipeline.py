@@ -1,7 +1,7 @@
 """End-to-end behaviour of the core pipeline on a real index of a corpus slice.
 
-Real embedding model, real FAISS + BM25 files on disk, extractive generator (the local LLM has
-its own test). Questions come from the gold set, so they are paraphrases, not copied sentences.
+Real embedding model, a real index (FAISS + BM25 files on disk, and Milvus Lite), extractive generator
+(the local LLM has its own test). Questions come from the gold set, so they are paraphrases, not copied sentences.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from eval.gold import load_gold
 from eval.metrics import contains_evidence
 from ingest.normalise import detect_script
 from rag.service import Tongwen
+
+pytestmark = pytest.mark.both_stores  # once on FAISS, once on Milvus Lite (tests/conftest.py)
 
 GOLD = {item.id: item for item in load_gold()}
 # Slice questions whose Simplified wording uses Mainland vocabulary (芯片, 数字, 数据, 人工智能).
@@ -77,11 +79,14 @@ def test_sources_point_back_to_the_original_file(service: Tongwen, slice_corpus)
     assert original.count("\n", 0, loc["start"]) + 1 == loc["line_start"]
 
 
-def test_index_lives_on_disk_and_reloads(service: Tongwen, make_settings):
-    folder = service.snapshot.path
-    assert (folder / "dense.faiss").stat().st_size > 0
-    assert (folder / "manifest.json").is_file() and (folder / "keyword").is_dir()
-    reopened = Tongwen(make_settings(service.settings.home, corpus_dir=service.settings.corpus_dir))
+def test_index_persists_and_reloads(service: Tongwen, make_store_settings, store: str):
+    if store == "faiss":
+        folder = service.snapshot.path
+        assert (folder / "dense.faiss").stat().st_size > 0
+        assert (folder / "manifest.json").is_file() and (folder / "keyword").is_dir()
+    else:
+        assert service.snapshot.key == service.store.current_key()
+    reopened = Tongwen(make_store_settings(service.settings.home, corpus_dir=service.settings.corpus_dir))
     question = GOLD["g047"].question_simp
     assert [h["id"] for h in reopened.retrieve(question, 5)] == [h["id"] for h in service.retrieve(question, 5)]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -153,6 +154,35 @@ class Snapshot:
     def doc_freq(self) -> Counter[str]:
         """In how many chunks each keyword token occurs (for IDF weights in the support check)."""
         return Counter(t for c in self.chunks for t in set(c.tokens))
+
+    # --- the IndexVersion protocol (rag.store.base) ------------------------------------------
+
+    @property
+    def key(self) -> str | None:
+        return None if self.path is None else str(self.path)
+
+    def dense_best(self, vectors: np.ndarray, k: int) -> dict[int, float]:
+        best: dict[int, float] = {}
+        for vector in vectors:
+            for doc, score in self.vector_store.similarity_search_with_score_by_vector(vector.tolist(), k=k):
+                pos = doc.metadata["pos"]
+                best[pos] = max(best.get(pos, -1.0), float(score))
+        return best
+
+    def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
+        return self.keyword.search(tokens, k)
+
+    def bigram_search(self, bigrams: Sequence[str], k: int) -> list[tuple[int, float]]:
+        return self.bigrams.search(bigrams, k)
+
+    def describe(self) -> dict[str, Any]:
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()) if self.path else 0
+        return {
+            "engine": "faiss",
+            "path": str(self.path),
+            "bytes": size,
+            "keyword": "local: bm25s over jieba words and character bigrams",
+        }
 
     def vectors(self) -> np.ndarray:
         """All stored vectors (flat index: exact reconstruction), reused by incremental ingest."""
