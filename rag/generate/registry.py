@@ -43,9 +43,24 @@ def _local_available(settings: Settings) -> bool:
     return bool(settings.local_model_path) or local_backend_available()
 
 
+def _local_15b_available(_settings: Settings) -> bool:
+    from rag.generate.local_model import QWEN_15B, local_backend_available
+
+    return local_backend_available(QWEN_15B)
+
+
 register(Backend("extractive", "摘錄式（即時，直接引用原文）", "rag.generate.extractive", is_llm=False))
 register(
     Backend("local", "本機模型（Qwen2.5 0.5B，較慢）", "rag.generate.local", is_llm=True, available=_local_available)
+)
+register(
+    Backend(
+        "local-1.5b",
+        "本機模型（Qwen2.5 1.5B，最慢）",
+        "rag.generate.local_15b",
+        is_llm=True,
+        available=_local_15b_available,
+    )
 )
 register(
     Backend(
