@@ -26,7 +26,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
-	$(BIN)/pip install --quiet -e '.[local,dev,milvus,milvus-server-test]' torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[local,local-1-5b,dev,milvus,milvus-server-test]' torch==2.13.0
 	touch $@
 
 run: $(VENV)/.installed-run

@@ -81,6 +81,7 @@ def breakdown(records: list[dict], field: str, metric: Callable[[dict], float]) 
 
 def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progress: bool) -> list[dict]:
     records = []
+    threshold = service.settings.found_threshold
     jobs = [(item, script) for item in items for script in SCRIPTS]
     for item, script in tqdm(jobs, desc=f"answer ({llm})", disable=not progress, leave=False):
         question = item.question(script)
@@ -96,6 +97,8 @@ def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progre
             "question": question,
             "answerable": item.answerable,
             "found": result["found"],
+            # The evidence said "found" but the answer is a refusal: an LLM declined by itself.
+            "model_refused": not result["found"] and not result.get("missing") and result["support"] >= threshold,
             "support": result["support"],
             "missing": result.get("missing", []),
             "answer": result["answer"],
@@ -151,16 +154,25 @@ def by_split(records: list[dict]) -> dict[str, Any]:
     return {split: summarise_answers([r for r in records if r.get("split", "tune") == split]) for split in SPLITS}
 
 
+def _refused_at(record: dict, threshold: float) -> bool:
+    """Would this answer be a refusal with ``threshold``? Missing specifics or low support refuse at
+    any backend; an LLM that declined by itself (``model_refused``) declines at any threshold too.
+    (Questions the run did not send to the model are counted as answered: an approximation below
+    the threshold in use.)"""
+    return bool(record.get("missing")) or record["support"] < threshold or bool(record.get("model_refused"))
+
+
 def tradeoff_curve(records: list[dict], steps: int = 20) -> list[dict[str, Any]]:
     """Refusals of unanswerable vs false refusals of answerable questions, per script, as the
-    support threshold sweeps 0…1: the curve the found_threshold is chosen on."""
+    support threshold sweeps 0…1: the curve the found_threshold is chosen on, for the backend of
+    the run (an LLM's own refusals shift it)."""
     curve = []
     for i in range(steps + 1):
         threshold = round(i / steps, 3)
         point: dict[str, Any] = {"threshold": threshold}
         for script in SCRIPTS:
             rows = [r for r in records if r["script"] == script]
-            refused = [(r["answerable"], bool(r.get("missing")) or r["support"] < threshold) for r in rows]
+            refused = [(r["answerable"], _refused_at(r, threshold)) for r in rows]
             ans = [ref for a, ref in refused if a]
             una = [ref for a, ref in refused if not a]
             point[script] = {
@@ -181,8 +193,7 @@ def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> 
     answerable = [r for r in records if r["answerable"]]
     unanswerable = [r for r in records if not r["answerable"]]
 
-    def refused(r: dict, threshold: float) -> bool:
-        return bool(r.get("missing")) or r["support"] < threshold
+    refused = _refused_at
 
     def rate(rows: list[dict], threshold: float) -> float:
         return sum(refused(r, threshold) for r in rows) / max(1, len(rows))
@@ -283,7 +294,10 @@ def run_evaluation(
         results["answers_by_split"] = by_split(answers)
         tune = [r for r in answers if r.get("split", "tune") == "tune"]
         results["calibration"] = calibrate_threshold(tune)  # never on the held-out test split
-        results["tradeoff"] = {"tune": tradeoff_curve(tune)}
+        results["tradeoff"] = {
+            "tune": tradeoff_curve(tune),
+            "test": tradeoff_curve([r for r in answers if r.get("split") == "test"]),
+        }
         results["answer_failures"] = [
             r for r in answers if (r["answerable"] != r["found"]) or r.get("citation_correct") is False
         ]

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
         "a follow-up's search adds; 0 searches follow-ups alone.",
     )
     llm: str = Field(
-        default="auto", description="Answer backend: `auto`, `extractive`, `local` or `openai` (see README)."
+        default="auto",
+        description="Answer backend: `auto`, `extractive`, `local`, `local-1.5b` or `openai` (see README).",
     )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1."

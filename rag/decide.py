@@ -6,7 +6,9 @@ Three checks, all on the top sources:
   (:func:`rag.support.support_score`), for the question as understood (a follow-up is measured
   together with the question it leans on, since 「為什麼？」 alone asks about nothing);
 * specifics: a number, unit or asked-about noun that no top source has means the documents answer
-  a neighbouring question (:func:`rag.support.missing_specifics`);
+  a neighbouring question (:func:`rag.support.missing_specifics`); so does a place or
+  organisation the question names that none of the top five sources mentions
+  (:func:`rag.support.missing_entities`);
 * for a follow-up, the specifics of the follow-up itself, and the better of its own support and
   the support of the question it is understood as.
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 
 from rag.retrieve import Hit, Query
 from rag.store.snapshot import Snapshot
-from rag.support import content_tokens, idf, missing_specifics, support_score
+from rag.support import content_tokens, idf, missing_entities, missing_specifics, support_score
 
 
 @dataclass
@@ -61,7 +63,8 @@ def decide(
     joined question spreads its words over two topics, so it scores lower than either); its
     specifics are those of the follow-up alone, since the earlier question's were answered."""
     support = support_score(query, hits, snapshot)
-    missing = missing_specifics(query if asked is None else asked, hits)
+    own_question = query if asked is None else asked
+    missing = missing_specifics(own_question, hits) + missing_entities(own_question, hits, snapshot, context)
     own = None
     if asked is not None:
         support = max(support, support_score(asked, hits, snapshot))

@@ -146,3 +146,43 @@ def test_calibration_returns_the_middle_of_the_equally_good_band() -> None:
     assert best["band"] == [0.6, 0.9]  # any threshold in (0.2, 0.9] refuses the unanswerable one
     assert best["threshold"] == 0.75
     assert best["refusal_accuracy"] == 1.0 and best["false_refusal_rate"] == pytest.approx(1 / 11)
+
+
+# -- places and organisations the sources never mention -----------------------------------------
+TRADE = [hit("美中貿易衝突使全球供應鏈重組，日本與德國協助中小企業轉型。")]
+
+
+@pytest.mark.parametrize(
+    "question, context, missing",
+    [
+        ("報告中越南推動工業4.0的國家戰略有哪些重點措施？", "", ["越南"]),
+        ("报告中越南推动工业4.0的国家战略有哪些重点措施？", "", ["越南"]),
+        ("日本如何協助中小企業轉型？", "", []),
+        ("中美貿易衝突使什麼重組？", "", []),  # a pair name counts in either order (美中)
+        ("那越南呢？", canonical("越南的製造業成長很快。"), []),  # named earlier in the conversation
+    ],
+)
+def test_missing_entities(service, question: str, context: str, missing: list[str]) -> None:
+    from rag.support import missing_entities
+
+    assert missing_entities(Query.from_question(question), TRADE, service.snapshot, context) == missing
+
+
+def test_names_that_run_through_the_corpus_are_not_required(service) -> None:
+    """A name in over 5 % of the chunks is the corpus's setting, not what a question singles out."""
+    from rag.support import ENTITY_MAX_SHARE, missing_entities
+
+    snapshot = service.snapshot
+    common = [w for w, df in snapshot.doc_freq.items() if df > ENTITY_MAX_SHARE * len(snapshot.chunks)]
+    question = Query.from_question("越南的策略是什麼？")
+    assert "越南" not in common
+    assert missing_entities(question, TRADE, snapshot) == ["越南"]
+    # The same name, once it is that common, is no longer required.
+    snapshot.doc_freq["越南"], saved = len(snapshot.chunks), snapshot.doc_freq.get("越南")
+    try:
+        assert missing_entities(question, TRADE, snapshot) == []
+    finally:
+        if saved is None:
+            del snapshot.doc_freq["越南"]
+        else:
+            snapshot.doc_freq["越南"] = saved

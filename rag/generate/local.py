@@ -8,7 +8,7 @@ from functools import cached_property
 from langchain_openai import ChatOpenAI
 
 from rag.config import Settings
-from rag.generate.local_model import prepare_default_gguf
+from rag.generate.local_model import QWEN_05B, GgufSpec, prepare_gguf
 from rag.generate.local_server import get_local_server
 from rag.generate.openai_chat import OpenAIChatGenerator
 
@@ -22,13 +22,17 @@ class LocalGenerator(OpenAIChatGenerator):
     system_prompt = "system_compact"
     answer_prompt = "answer_compact"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, spec: GgufSpec = QWEN_05B, name: str = "local") -> None:
         super().__init__("", "", "", settings.llm_timeout, min(settings.llm_max_tokens, 256))
         self.settings = settings
+        self.spec = spec
+        self.name = name
 
     @cached_property
     def chat(self) -> ChatOpenAI:
-        path = self.settings.local_model_path or prepare_default_gguf(self.settings.models_dir)
+        # TONGWEN_LOCAL_MODEL_PATH replaces the default model only; a named bundled model is that model.
+        custom = self.settings.local_model_path if self.spec is QWEN_05B else None
+        path = custom or prepare_gguf(self.settings.models_dir, self.spec)
         server = get_local_server(path, self.settings.local_threads, self.settings.local_context)
         self.base_url, self.model, self.api_key = server.base_url, server.model_name, server.api_key
         return super().chat
