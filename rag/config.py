@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         default=30, ge=1, le=200, description="Candidates each retriever contributes before fusion."
     )
     rrf_k: int = Field(
-        default=10,
+        default=20,
         ge=1,
         description="Reciprocal-rank-fusion constant (small: a ranking's first place counts more); "
         "chosen by cross-validation on the gold set's tune split (`python -m eval.ablation`).",

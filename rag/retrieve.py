@@ -55,7 +55,7 @@ def hybrid_search(
     query: Query,
     top_k: int,
     candidate_k: int = 30,
-    rrf_k: int = 10,
+    rrf_k: int = 20,
     weights: Mapping[str, float] | None = None,
 ) -> list[Hit]:
     return fused_search(snapshot, model, [(query, 1.0)], top_k, candidate_k, rrf_k, weights)
@@ -67,7 +67,7 @@ def fused_search(
     queries: Sequence[tuple[Query, float]],
     top_k: int,
     candidate_k: int = 30,
-    rrf_k: int = 10,
+    rrf_k: int = 20,
     weights: Mapping[str, float] | None = None,
 ) -> list[Hit]:
     """Weighted reciprocal-rank fusion of the three rankings of every query.
@@ -142,7 +142,7 @@ class HybridRetriever(BaseRetriever):
     model: EmbeddingModel
     k: int = 5
     candidate_k: int = 30
-    rrf_k: int = 10
+    rrf_k: int = 20
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         hits = hybrid_search(

@@ -2,7 +2,8 @@
 
 Each signal is one ranking of chunk positions, fused into the same reciprocal-rank sum with a
 weight of its own (see :data:`DEFAULT_WEIGHTS`, chosen by k-fold cross-validation on the tune
-split of the gold set: ``python -m eval.ablation``):
+split of the gold set: ``python -m eval.ablation``; measured, none of the three extras earned a
+default weight on this corpus, see there):
 
 - ``sentence``: BM25 over character bigrams of single *sentences*; a chunk ranks by its best
   sentence (small-to-big). A question usually paraphrases one sentence; in a 320-token chunk the
@@ -36,18 +37,20 @@ BASE_SIGNALS = ("dense", "words", "bigrams")
 EXTRA_SIGNALS = ("sentence", "heading", "cue")
 ALL_SIGNALS = BASE_SIGNALS + EXTRA_SIGNALS
 
-#: Fusion weights (each ranking adds weight / (rrf_k + rank), rrf_k = 10): the fit of
-#: ``python -m eval.ablation`` on the whole tune split; 5-fold CV on it (each fold scored with weights
-#: fit without it) gave hit@1 0.919 / 0.919, MRR@10 0.952 / 0.949 (trad / simp) against 0.871 /
-#: 0.919, 0.922 / 0.944 for the old equal weights at rrf_k 60. The sentence and heading rankings lost
-#: in every fold, so they stay off (weight 0: not even built); a setting can turn them on.
+#: Fusion weights (each ranking adds weight / (rrf_k + rank), rrf_k = 20), from
+#: ``python -m eval.ablation`` on the tune split only. Five families of fusions were compared by
+#: 5-fold CV (three fold seeds; each fold scored with weights fit without it): the base three with
+#: free weights and rrf_k scored best out of fold (hit@1 0.933, MRR@10 0.956, mean of both scripts;
+#: + cue 0.922 / 0.951, + sentence 0.925 / 0.952, + heading no better (0.933 / 0.956, picked weight 0),
+#: every signal 0.914 / 0.947), so the sentence, heading and cue
+#: rankings stay off (weight 0: not even built). A setting (TONGWEN_FUSION_WEIGHTS) can turn them on.
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "dense": 0.5,
-    "words": 1.0,
+    "words": 0.5,
     "bigrams": 1.0,
     "sentence": 0.0,
     "heading": 0.0,
-    "cue": 0.25,
+    "cue": 0.0,
 }
 
 # Sentences shorter than this are merged into the next one: a lone 「一、」 or 「（註）」 carries no meaning.

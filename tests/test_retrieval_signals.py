@@ -130,9 +130,9 @@ def test_cross_validation_never_fits_on_the_scored_fold(monkeypatch: pytest.Monk
     trained_on: list[set[str]] = []
     real_fit = ablation.fit_fusion
 
-    def recording_fit(train: Sequence[Case]):
+    def recording_fit(train: Sequence[Case], restrict=None):
         trained_on.append({c.id for c in train})
-        return real_fit(train)
+        return real_fit(train, restrict)
 
     monkeypatch.setattr(ablation, "fit_fusion", recording_fit)
     result = cross_validate(cases, k=5)
