@@ -153,6 +153,18 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown answer backend {value!r}; use one of {', '.join(names())}")
         return value
 
+    @field_validator("fusion_weights")
+    @classmethod
+    def _known_signals(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from rag.signals import ALL_SIGNALS
+
+        unknown = sorted(set(value or {}) - set(ALL_SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown ranking(s) {', '.join(unknown)}; weigh any of {', '.join(ALL_SIGNALS)}")
+        if any(w < 0 for w in (value or {}).values()):
+            raise ValueError("fusion weights must be 0 (off) or positive")
+        return value
+
     @property
     def signal_weights(self) -> dict[str, float]:
         """The fusion weights in force: the cross-validated defaults, overridden by ``fusion_weights``."""

@@ -141,3 +141,9 @@ def test_cross_validation_never_fits_on_the_scored_fold(monkeypatch: pytest.Monk
     for fold, train in zip(folds, trained_on, strict=False):
         assert fold and not fold & train
         assert fold | train == {c.id for c in cases}
+
+
+def test_fusion_weights_setting_names_known_rankings_only(make_settings, tmp_path):
+    assert make_settings(tmp_path, fusion_weights={"cue": 0.25}).signal_weights["cue"] == 0.25
+    with pytest.raises(ValueError, match="unknown ranking"):
+        make_settings(tmp_path, fusion_weights={"Dense": 1.0})
