@@ -119,6 +119,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nRetrieval ({results['answerable']} answerable gold questions × 2 scripts)")
     print(_text_table(RETRIEVAL_HEADER, retrieval_rows(results)))
+    if results.get("retrieval_by_split"):
+        print("\nRetrieval by split (tune: fusion weights chosen on; test: held out)")
+        print(_text_table(RETRIEVAL_SPLIT_HEADER, retrieval_split_rows(results)))
+    if results.get("ablation"):
+        print("\nAblation (each fusion of rankings, hit@1 / hit@5 / MRR@10)")
+        print(_text_table(ABLATION_HEADER, ablation_rows(results)))
     if results.get("answers"):
         print(f"\nAnswers (backend {results['config']['backend']}, {results['items']} questions × 2 scripts)")
         print(_text_table(ANSWER_HEADER, answer_rows(results)))
@@ -137,6 +143,49 @@ def print_table(results: dict[str, Any]) -> None:
                 f"calibrated found_threshold: {cal['threshold']:.3f} (refusal acc {cal['refusal_accuracy']:.3f}, "
                 f"false refusals {cal['false_refusal_rate']:.3f}); in use: {results['config']['found_threshold']}"
             )
+
+
+RETRIEVAL_SPLIT_HEADER = ["split", "script", "hit@1", "hit@5", "MRR@10", "n"]
+ABLATION_HEADER = [
+    "rankings fused",
+    *(
+        f"{split} {script} {metric}"
+        for split in ("tune", "test")
+        for script in ("trad", "simp")
+        for metric in ("hit@1", "hit@5", "MRR")
+    ),
+]
+
+
+def retrieval_split_rows(results: dict[str, Any]) -> list[list[str]]:
+    by_split = results.get("retrieval_by_split") or {}
+    return [
+        [
+            split,
+            script,
+            *(_fmt(by_split[split][script][k]) for k in ("hit@1", "hit@5", "mrr@10")),
+            str(by_split[split][script]["n"]),
+        ]
+        for split in by_split
+        for script in ("trad", "simp")
+    ]
+
+
+def ablation_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per configuration of :data:`eval.ablation.ABLATIONS`: hit@1, hit@5, MRR@10 per split and script."""
+    table = results.get("ablation") or {}
+    return [
+        [
+            name,
+            *(
+                _fmt(by_split[split][script][metric])
+                for split in ("tune", "test")
+                for script in ("trad", "simp")
+                for metric in ("hit@1", "hit@5", "mrr@10")
+            ),
+        ]
+        for name, by_split in table.items()
+    ]
 
 
 SPLIT_KEYS = ("number_recall", "citation_correct", "refusal_accuracy", "false_refusal_rate", "script_match")
@@ -201,6 +250,20 @@ def readme_section(results: dict[str, Any]) -> str:
         "",
         markdown_table(RETRIEVAL_HEADER, retrieval_rows(results)),
     ]
+    if results.get("retrieval_by_split"):
+        parts += [
+            "",
+            "Retrieval by split (tune: fusion weights chosen on; test: held out):",
+            "",
+            markdown_table(RETRIEVAL_SPLIT_HEADER, retrieval_split_rows(results)),
+        ]
+    if results.get("ablation"):
+        parts += [
+            "",
+            "Ablation: which rankings are fused (`python -m eval.ablation`; k = the RRF constant):",
+            "",
+            markdown_table(ABLATION_HEADER, ablation_rows(results)),
+        ]
     if results.get("answers"):
         parts += [
             "",
@@ -321,6 +384,10 @@ def write_html(results: dict[str, Any], path: Path) -> None:
         "<h2>Retrieval</h2>",
         _html_table(RETRIEVAL_HEADER, retrieval_rows(results)),
     ]
+    if results.get("retrieval_by_split"):
+        sections += ["<h2>Retrieval by split</h2>", _html_table(RETRIEVAL_SPLIT_HEADER, retrieval_split_rows(results))]
+    if results.get("ablation"):
+        sections += ["<h2>Ablation (rankings fused)</h2>", _html_table(ABLATION_HEADER, ablation_rows(results))]
     if results.get("answers"):
         sections += ["<h2>Answers</h2>", _html_table(ANSWER_HEADER, answer_rows(results))]
     if results.get("answers_by_split"):

@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from eval import metrics as m
+from eval.ablation import ablation_table, build_cases
 from eval.baselines import BigramBM25, NaiveLangchain
 from eval.dialogue_run import dialogue_records, summarise_dialogues
 from eval.dialogues import DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
@@ -44,6 +45,7 @@ def retrieval_records(name: str, search: Search, items: Sequence[GoldItem], prog
                 "id": item.id,
                 "doc": item.doc,
                 "type": item.type,
+                "split": item.split,
                 "script": script,
                 "question": item.question(script),
                 "evidence": item.evidence,
@@ -244,6 +246,8 @@ def run_evaluation(
     retrieval_only: bool = False,
     limit: int | None = None,
     min_hit5: float | None = None,
+    min_hit1: float | None = None,
+    ablation: bool = True,
     progress: bool = True,
     service: Tongwen | None = None,
     readme: Path | None = None,
@@ -283,6 +287,12 @@ def run_evaluation(
         all_records[name] = records
         results["retrieval"][name] = summarise_retrieval(records)
     tongwen_records = all_records["tongwen"]
+    results["retrieval_by_split"] = {
+        split: summarise_retrieval([r for r in tongwen_records if r["split"] == split]) for split in SPLITS
+    }
+    if ablation and settings.vector_store == "faiss":
+        cases = build_cases(service, items, settings.candidate_k, settings.rrf_k)
+        results["ablation"] = ablation_table(cases)
     results["by_doc"] = breakdown(tongwen_records, "doc", lambda r: m.hit_at_k(r["relevant"], 5))
     results["by_type"] = breakdown(tongwen_records, "type", lambda r: m.hit_at_k(r["relevant"], 5))
     results["retrieval_failures"] = [r for r in tongwen_records if not any(r["relevant"][:5])]
@@ -326,14 +336,22 @@ def run_evaluation(
     print(f"\nresults: {out / 'results.json'}  report: {out / 'report.html'}")
     if problems:
         print(f"gold problems ({len(problems)}):\n  " + "\n  ".join(problems))
-    if min_hit5 is not None:
-        scores = results["retrieval"]["tongwen"]
-        low = {s: scores[s]["hit@5"] for s in SCRIPTS if (scores[s]["hit@5"] or 0) < min_hit5}
+    return gate(results["retrieval"]["tongwen"], {"hit@5": min_hit5, "hit@1": min_hit1})
+
+
+def gate(scores: dict[str, Any], minimums: dict[str, float | None]) -> int:
+    """1 when any metric with a minimum falls below it in either script (printed), else 0."""
+    failed = 0
+    for metric, minimum in minimums.items():
+        if minimum is None:
+            continue
+        low = {s: scores[s][metric] for s in SCRIPTS if (scores[s][metric] or 0) < minimum}
         if low:
-            print(f"GATE FAILED: hit@5 below {min_hit5}: {low}")
-            return 1
-        print(f"gate passed: hit@5 >= {min_hit5} for both scripts")
-    return 0
+            print(f"GATE FAILED: {metric} below {minimum}: {low}")
+            failed = 1
+        else:
+            print(f"gate passed: {metric} >= {minimum} for both scripts")
+    return failed
 
 
 def deltas(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

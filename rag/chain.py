@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from rag.followup import decision_text, retrieval_queries, valid_condensed
 from rag.generate.base import AnswerRequest, GenerationError, GenerationOptions, Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
+from rag.rerank import Reranker
 from rag.retrieve import Hit, Query, fused_search
 from rag.store.base import IndexVersion
 from rag.support import content_tokens, idf
@@ -78,11 +79,6 @@ def clean_question(text: str, limit: int) -> str:
     if len(text) > limit:
         raise QuestionTooLong(f"The question has {len(text)} characters; the limit is {limit}.")
     return text
-
-
-# A reranker reorders retrieved hits for a question (e.g. a cross-encoder, where one is available);
-# it gets the whole candidate pool and the chain keeps its top_k.
-Reranker = Callable[[str, list[Hit]], list[Hit]]
 
 
 @dataclass
@@ -145,6 +141,7 @@ class AnswerChain:
             pool,
             self.settings.candidate_k,
             self.settings.rrf_k,
+            self.settings.signal_weights,
         )
         turn.timings["retrieve"] = time.perf_counter() - started
         return turn

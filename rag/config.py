@@ -61,7 +61,21 @@ class Settings(BaseSettings):
     candidate_k: int = Field(
         default=30, ge=1, le=200, description="Candidates each retriever contributes before fusion."
     )
-    rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
+    rrf_k: int = Field(
+        default=20,
+        ge=1,
+        description="Reciprocal-rank-fusion constant (small: a ranking's first place counts more); "
+        "chosen by cross-validation on the gold set's tune split (`python -m eval.ablation`).",
+    )
+    fusion_weights: dict[str, float] | None = Field(
+        default=None,
+        description='Weight of each ranking in the fusion, JSON, e.g. `{"dense": 0.5, "cue": 0.25}` '
+        "(dense, words, bigrams, sentence, heading, cue; unnamed ones keep their default).",
+    )
+    reranker: str | None = Field(
+        default=None,
+        description="A sentence-transformers CrossEncoder (local folder) that re-scores the fused candidates.",
+    )
     found_threshold: float = Field(
         default=0.22,
         description="Minimum support score for an answer; below it the answer is a refusal. "
@@ -139,6 +153,25 @@ class Settings(BaseSettings):
         if value not in names():
             raise ValueError(f"unknown answer backend {value!r}; use one of {', '.join(names())}")
         return value
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _known_signals(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from rag.signals import ALL_SIGNALS
+
+        unknown = sorted(set(value or {}) - set(ALL_SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown ranking(s) {', '.join(unknown)}; weigh any of {', '.join(ALL_SIGNALS)}")
+        if any(w < 0 for w in (value or {}).values()):
+            raise ValueError("fusion weights must be 0 (off) or positive")
+        return value
+
+    @property
+    def signal_weights(self) -> dict[str, float]:
+        """The fusion weights in force: the cross-validated defaults, overridden by ``fusion_weights``."""
+        from rag.signals import DEFAULT_WEIGHTS
+
+        return {**DEFAULT_WEIGHTS, **(self.fusion_weights or {})}
 
     @property
     def corpus_path(self) -> Path:

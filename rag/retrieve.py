@@ -14,11 +14,12 @@ still speaks langchain's ``VectorStore`` interface, so another engine can replac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ingest.normalise import query_variants
 from rag.embeddings import EmbeddingModel
+from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
 from rag.store.base import IndexVersion
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
@@ -54,9 +55,10 @@ def hybrid_search(
     query: Query,
     top_k: int,
     candidate_k: int = 30,
-    rrf_k: int = 60,
+    rrf_k: int = 20,
+    weights: Mapping[str, float] | None = None,
 ) -> list[Hit]:
-    return fused_search(snapshot, model, [(query, 1.0)], top_k, candidate_k, rrf_k)
+    return fused_search(snapshot, model, [(query, 1.0)], top_k, candidate_k, rrf_k, weights)
 
 
 def fused_search(
@@ -65,15 +67,18 @@ def fused_search(
     queries: Sequence[tuple[Query, float]],
     top_k: int,
     candidate_k: int = 30,
-    rrf_k: int = 60,
+    rrf_k: int = 20,
+    weights: Mapping[str, float] | None = None,
 ) -> list[Hit]:
     """Weighted reciprocal-rank fusion of the three rankings of every query.
 
     One query is the plain hybrid search. Several (a follow-up alone, and joined with the
     conversation) are fused with a weight each, so a ranking that several queries agree on wins
     while a query that leans on nothing (the follow-up alone) keeps its say. All query variants
-    are embedded in one batch.
+    are embedded in one batch. ``weights`` weigh each ranking (see :mod:`rag.signals`: the base
+    three and the extra signals); default :data:`rag.signals.DEFAULT_WEIGHTS`.
     """
+    weights = DEFAULT_WEIGHTS if weights is None else weights
     if not snapshot.chunks or not queries:
         return []
     vectors = model.embed_queries([v for q, _ in queries for v in q.variants])
@@ -91,8 +96,15 @@ def fused_search(
             best_cosine[pos] = max(best_cosine.get(pos, -1.0), score)
         for pos, score in keyword_hits:
             keyword_score[pos] = max(keyword_score.get(pos, 0.0), score)
-        for ranking in (dense_ranked, [pos for pos, _ in keyword_hits], [pos for pos, _ in bigram_hits]):
-            for rank, pos in enumerate(ranking, start=1):
-                fused[pos] = fused.get(pos, 0.0) + weight / (rrf_k + rank)
+        rankings = {
+            "dense": dense_ranked,
+            "words": [pos for pos, _ in keyword_hits],
+            "bigrams": [pos for pos, _ in bigram_hits],
+        }
+        base = rrf(rankings, {name: weights.get(name, 0.0) for name in BASE_SIGNALS}, rrf_k)
+        candidates = sorted(base, key=lambda p: (-base[p], -cosine.get(p, -1.0)))
+        rankings |= extra_rankings(snapshot, query.variants, query.bigrams, candidates, candidate_k, weights)
+        for pos, score in rrf(rankings, weights, rrf_k).items():
+            fused[pos] = fused.get(pos, 0.0) + weight * score
     ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]
     return [Hit(snapshot.chunks[p], fused[p], best_cosine.get(p), keyword_score.get(p)) for p in ranked]

@@ -25,13 +25,14 @@ from ingest.chunk import HEADING_SEPARATOR
 from ingest.sentences import split_sentences
 from ingest.sources import Source, collect_sources, doc_id_for
 from rag import __version__
-from rag.chain import AnswerChain, Reranker, Turn
+from rag.chain import AnswerChain, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
 from rag.errors import DocumentNotFound, IndexCorrupt, IndexMissing, StoreUnavailable
 from rag.generate import registry
 from rag.generate.base import GenerationOptions, Generator
 from rag.indexing import IngestReport, ingest_sources
+from rag.rerank import Reranker, load_cross_encoder
 from rag.retrieve import Hit, Query, hybrid_search
 from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
@@ -103,7 +104,7 @@ def document_title(name: str, chunks: Sequence[ChunkRecord]) -> str:
 class Tongwen:
     def __init__(self, settings: Settings | None = None, reranker: Reranker | None = None) -> None:
         self.settings = settings or Settings()
-        self.reranker = reranker
+        self._reranker = reranker
         self._snapshot: IndexVersion | None = None
         self._store: IndexStore | None = None
         self._write_lock = threading.Lock()
@@ -122,6 +123,16 @@ class Tongwen:
                 if self._model is None:
                     self._model = load_embedding_model(self.settings, progress=log.warning)
         return self._model
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The reranker given to the constructor, else the CrossEncoder at ``TONGWEN_RERANKER``
+        (loaded on first use), else None: the fused ranking stands."""
+        if self._reranker is None and self.settings.reranker:
+            with self._resources_lock:
+                if self._reranker is None:
+                    self._reranker = load_cross_encoder(self.settings.reranker)
+        return self._reranker
 
     def count_tokens(self, text: str) -> int:
         """Tokens of a text by the embedding model's tokenizer, without its two special tokens: the
@@ -310,14 +321,19 @@ class Tongwen:
         from rag.chain import clean_question
 
         text = clean_question(query, self.settings.max_question_chars)
+        top_k = top_k or self.settings.top_k
+        reranker = self.reranker
         hits = hybrid_search(
             self.snapshot,
             self.model,
             Query.from_question(text),
-            top_k or self.settings.top_k,
+            max(top_k, self.settings.candidate_k) if reranker else top_k,
             self.settings.candidate_k,
             self.settings.rrf_k,
+            self.settings.signal_weights,
         )
+        if reranker is not None:
+            hits = list(reranker(text, hits))[:top_k]
         return [hit_dict(h, n) for n, h in enumerate(hits, start=1)]
 
     def chain(self, llm: str | None = None) -> AnswerChain:

@@ -243,6 +243,8 @@ def evaluate(
     retrieval_only: Annotated[bool, typer.Option(help="Skip answer generation.")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
     min_hit5: Annotated[float | None, typer.Option(help="Exit 1 if hit@5 of either script is lower.")] = None,
+    min_hit1: Annotated[float | None, typer.Option(help="Exit 1 if hit@1 of either script is lower.")] = None,
+    ablation: Annotated[bool, typer.Option(help="Also score each fusion of rankings (ablation table).")] = True,
     readme: Annotated[
         bool, typer.Option("--readme", help="Write the results tables into README.md (between its eval markers).")
     ] = False,
@@ -261,6 +263,8 @@ def evaluate(
             retrieval_only=retrieval_only,
             limit=limit,
             min_hit5=min_hit5,
+            min_hit1=min_hit1,
+            ablation=ablation,
             readme=PROJECT_ROOT / "README.md" if readme else None,
         )
     except TongwenError as exc:

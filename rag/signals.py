@@ -1,0 +1,184 @@
+"""Extra rankings beside the three of :mod:`rag.retrieve` (dense, BM25 words, BM25 bigrams).
+
+Each signal is one ranking of chunk positions, fused into the same reciprocal-rank sum with a
+weight of its own (see :data:`DEFAULT_WEIGHTS`, chosen by k-fold cross-validation on the tune
+split of the gold set: ``python -m eval.ablation``; measured, none of the three extras earned a
+default weight on this corpus, see there):
+
+- ``sentence``: BM25 over character bigrams of single *sentences*; a chunk ranks by its best
+  sentence (small-to-big). A question usually paraphrases one sentence; in a 320-token chunk the
+  words of that sentence are diluted by the rest, one sentence on its own is not.
+- ``heading``: BM25 over bigrams of the heading path alone, so a question naming a section
+  (「第三次產業革命策略」) meets every chunk under it even where the body never repeats it.
+- ``cue``: question-type cues. A 時間/何時/哪一年 question favours candidates holding a date,
+  a 多少/幾 question candidates holding a figure; it only reorders the candidates the other
+  signals found, ranking those with the cue first in their fused order.
+
+The keyword indexes are built from the snapshot's chunks on first use (about a second for the
+bundled corpus), not at ingest: no new files in an index version, and no extra embedding cost.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.normalise import canonical
+from ingest.sentences import split_sentences
+from rag.store.keyword import KeywordIndex, char_bigrams
+from rag.store.snapshot import Snapshot
+
+#: Names of every ranking that can be fused, in report order.
+BASE_SIGNALS = ("dense", "words", "bigrams")
+EXTRA_SIGNALS = ("sentence", "heading", "cue")
+ALL_SIGNALS = BASE_SIGNALS + EXTRA_SIGNALS
+
+#: Fusion weights (each ranking adds weight / (rrf_k + rank), rrf_k = 20), from
+#: ``python -m eval.ablation`` on the tune split only. Five families of fusions were compared by
+#: 5-fold CV (three fold seeds; each fold scored with weights fit without it): the base three with
+#: free weights and rrf_k scored best out of fold (hit@1 0.933, MRR@10 0.956, mean of both scripts;
+#: + cue 0.922 / 0.951, + sentence 0.925 / 0.952, + heading no better (0.933 / 0.956, picked weight 0),
+#: every signal 0.914 / 0.947), so the sentence, heading and cue
+#: rankings stay off (weight 0: not even built). A setting (TONGWEN_FUSION_WEIGHTS) can turn them on.
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "dense": 0.5,
+    "words": 0.5,
+    "bigrams": 1.0,
+    "sentence": 0.0,
+    "heading": 0.0,
+    "cue": 0.0,
+}
+
+# Sentences shorter than this are merged into the next one: a lone 「一、」 or 「（註）」 carries no meaning.
+_MIN_SENTENCE_CHARS = 8
+
+_DATE_CUE = re.compile(r"什么时候|何时|时间|哪一年|哪年|何年|几月|日期|哪一天|年份")
+_FIGURE_CUE = re.compile(r"多少|几[个成次项位家座年%]|比例|百分之|占比|金额|数量|规模|多大|多高|多长|多久")
+_LIST_CUE = re.compile(r"哪些|哪几|包括什么|包含什么|有哪|列举")
+_DATE = re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|[一二三四五六七八九十〇○零]{2,4}年")
+_FIGURE = re.compile(r"\d[\d,.]*\s*(?:%|％|萬|万|億|亿|千|百|元|美元|歐元|欧元|人|家|個|个|倍|公里|噸|吨|度)|百分之")
+_LIST = re.compile(r"[、，,；;].*[、，,；;].*[、，,；;]")
+
+
+@dataclass(frozen=True)
+class SentenceIndex:
+    """BM25 over sentence bigrams; ``owner[i]`` is the chunk position of sentence i."""
+
+    index: KeywordIndex
+    owner: np.ndarray
+
+    @classmethod
+    def build(cls, snapshot: Snapshot) -> SentenceIndex:
+        texts: list[str] = []
+        owners: list[int] = []
+        for pos, chunk in enumerate(snapshot.chunks):
+            for sentence in merged_sentences(chunk.text):
+                texts.append(canonical(sentence))
+                owners.append(pos)
+        return cls(KeywordIndex.build([char_bigrams(t) for t in texts]), np.asarray(owners, dtype=np.int64))
+
+    def chunk_ranking(self, bigrams: Sequence[str], k: int) -> list[int]:
+        """Chunk positions ranked by their best sentence, at most ``k``."""
+        ranked: dict[int, None] = {}
+        for sentence, _ in self.index.search(bigrams, k * 4):
+            ranked.setdefault(int(self.owner[sentence]), None)
+            if len(ranked) == k:
+                break
+        return list(ranked)
+
+
+def merged_sentences(text: str) -> list[str]:
+    """The sentences of a chunk, very short ones joined to the next."""
+    out: list[str] = []
+    carry = ""
+    for start, end in split_sentences(text):
+        piece = carry + text[start:end].strip()
+        if len(piece) < _MIN_SENTENCE_CHARS:
+            carry = piece
+            continue
+        out.append(piece)
+        carry = ""
+    if carry:
+        out.append(carry)
+    return out
+
+
+@dataclass(frozen=True)
+class SignalIndexes:
+    """The per-snapshot indexes the extra signals search."""
+
+    sentences: SentenceIndex
+    headings: KeywordIndex
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+def signal_indexes(snapshot: Snapshot) -> SignalIndexes:
+    """Built once per snapshot and kept on it (a snapshot is immutable, so they never go stale)."""
+    cached = snapshot.__dict__.get("_signal_indexes")
+    if cached is None:
+        with _BUILD_LOCK:
+            cached = snapshot.__dict__.get("_signal_indexes")
+            if cached is None:
+                headings = KeywordIndex.build([char_bigrams(canonical(c.heading)) for c in snapshot.chunks])
+                cached = SignalIndexes(SentenceIndex.build(snapshot), headings)
+                snapshot.__dict__["_signal_indexes"] = cached
+    return cached
+
+
+def question_cues(variants: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    """The passage patterns a question asks for (canonical, i.e. Simplified, variants)."""
+    text = " ".join(variants)
+    cues = []
+    if _DATE_CUE.search(text):
+        cues.append(_DATE)
+    if _FIGURE_CUE.search(text):
+        cues.append(_FIGURE)
+    if _LIST_CUE.search(text):
+        cues.append(_LIST)
+    return tuple(cues)
+
+
+def cue_ranking(snapshot: Snapshot, cues: Sequence[re.Pattern[str]], candidates: Sequence[int]) -> list[int]:
+    """The candidates (in their given order) whose text holds every cue; empty without cues."""
+    if not cues:
+        return []
+    return [pos for pos in candidates if all(c.search(snapshot.chunks[pos].text) for c in cues)]
+
+
+def extra_rankings(
+    snapshot: Snapshot,
+    variants: Sequence[str],
+    bigrams: Sequence[str],
+    candidates: Sequence[int],
+    k: int,
+    weights: Mapping[str, float],
+) -> dict[str, list[int]]:
+    """The extra rankings with a non-zero weight. ``candidates`` is the base fused order (for ``cue``)."""
+    out: dict[str, list[int]] = {}
+    if weights.get("sentence", 0.0) or weights.get("heading", 0.0):
+        indexes = signal_indexes(snapshot)
+        if weights.get("sentence", 0.0):
+            out["sentence"] = indexes.sentences.chunk_ranking(bigrams, k)
+        if weights.get("heading", 0.0):
+            out["heading"] = [pos for pos, _ in indexes.headings.search(bigrams, k)]
+    if weights.get("cue", 0.0):
+        out["cue"] = cue_ranking(snapshot, question_cues(variants), candidates)
+    return out
+
+
+def rrf(rankings: Mapping[str, Sequence[int]], weights: Mapping[str, float], rrf_k: int) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion of named rankings."""
+    fused: dict[int, float] = {}
+    for name, ranking in rankings.items():
+        weight = weights.get(name, 0.0)
+        if not weight:
+            continue
+        for rank, pos in enumerate(ranking, start=1):
+            fused[pos] = fused.get(pos, 0.0) + weight / (rrf_k + rank)
+    return fused
