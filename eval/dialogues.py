@@ -8,12 +8,11 @@ a typo in a hand-written file fails loudly instead of silently scoring zero.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.gold import SPLITS, GoldFormatError
+from eval.gold import SPLITS, GoldFormatError, json_object
 from ingest.load import load_document
 from ingest.normalise import compact
 
@@ -103,16 +102,7 @@ def _check_dialogue(where: str, dialogue: Dialogue) -> None:
 
 def _dialogue(line_no: int, raw: str) -> Dialogue:
     where = f"line {line_no}"
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise GoldFormatError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise GoldFormatError(f"{where}: expected a JSON object")
-    missing = [k for k in KEYS if k not in data]
-    extra = [k for k in data if k not in KEYS + OPTIONAL_KEYS]
-    if missing or extra:
-        raise GoldFormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
+    data = json_object(line_no, raw, KEYS, OPTIONAL_KEYS)
     if not isinstance(data["id"], str) or not data["id"].strip():
         raise GoldFormatError(f"{where}: id must be a non-empty string")
     where = f"{where} ({data['id']})"

@@ -8,8 +8,10 @@ silently scoring zero.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.load import load_document
 from ingest.normalise import compact
@@ -45,7 +47,9 @@ class GoldItem:
         return self.question_trad if script == "trad" else self.question_simp
 
 
-def _item(line_no: int, raw: str) -> GoldItem:
+def json_object(line_no: int, raw: str, keys: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+    """One JSONL line as an object with exactly ``keys`` (plus any of ``optional``), or an error
+    naming the line: shared by every gold file format."""
     where = f"line {line_no}"
     try:
         data = json.loads(raw)
@@ -53,10 +57,16 @@ def _item(line_no: int, raw: str) -> GoldItem:
         raise GoldFormatError(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise GoldFormatError(f"{where}: expected a JSON object")
-    missing = [k for k in KEYS if k not in data]
-    extra = [k for k in data if k not in KEYS + OPTIONAL_KEYS]
+    missing = [k for k in keys if k not in data]
+    extra = [k for k in data if k not in (*keys, *optional)]
     if missing or extra:
         raise GoldFormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
+    return data
+
+
+def _item(line_no: int, raw: str) -> GoldItem:
+    where = f"line {line_no}"
+    data = json_object(line_no, raw, KEYS, OPTIONAL_KEYS)
     if not all(isinstance(data[k], str) for k in KEYS):
         raise GoldFormatError(f"{where}: every field must be a string")
     item = GoldItem(**{k: data[k] for k in KEYS}, split=data.get("split", "tune"))
