@@ -22,6 +22,9 @@ CSS = f"""
 #script {{ flex-grow: 0 !important; }}
 #script .wrap {{ flex-direction: row; flex-wrap: nowrap; gap: 4px; }}
 footer {{ display: none !important; }}
+/* Gradio's status tracker writes "queue: 1/2 |", "processing |" and ETA figures in English,
+   with no translation hook; our own progress line (in the reader's script) says what is going on. */
+.meta-text, .meta-text-center {{ display: none !important; }}
 #turn-actions {{ gap: 4px; }}
 #main {{ align-items: stretch; }}
 .tw-cite {{ font-weight: 700; color: var(--color-accent) !important; text-decoration: none !important;
