@@ -75,7 +75,9 @@ def doc_id(url: str, name: str) -> str:
 def gradio(url: str, headers: dict[str, str] | None = None):
     from gradio_client import Client
 
-    return Client(url + "/", verbose=False, download_files=False, headers=headers)
+    # A generous read timeout: gradio_client's default (20 s) is shorter than an answer can take on
+    # a busy 2-core CI machine, and a timeout here would say nothing about the key.
+    return Client(url + "/", verbose=False, download_files=False, headers=headers, httpx_kwargs={"timeout": 120})
 
 
 def raw_queue_call(url: str, api_name: str, data: list) -> list:
