@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from eval import metrics as m
-from eval.report import _fmt, _html_table, _png, markdown_table
+from eval.report import _fmt, _html_table, _png, markdown_table, replace_between_markers
 from eval.run import tradeoff_curve
 
 README_START, README_END = "<!-- backends:start -->", "<!-- backends:end -->"
@@ -158,11 +157,7 @@ def write_html(compared: dict[str, Any], path: Path) -> None:
 
 
 def update_readme(compared: dict[str, Any], readme: Path) -> None:
-    text = readme.read_text("utf-8")
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
-    readme.write_text(pattern.sub(README_START + "\n" + readme_section(compared) + "\n" + README_END, text), "utf-8")
+    replace_between_markers(readme, README_START, README_END, readme_section(compared))
 
 
 def main(argv: list[str] | None = None) -> None:

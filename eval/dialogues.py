@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.gold import SPLITS, GoldFormatError, json_object
+from eval.gold import SPLITS, GoldFormatError, json_object, require_unique_ids
 from ingest.load import load_document
 from ingest.normalise import compact
 
@@ -129,10 +129,7 @@ def load_dialogues(path: Path = DEFAULT_DIALOGUES) -> list[Dialogue]:
         raise GoldFormatError(f"No dialogue file at {path}")
     lines = path.read_text("utf-8").splitlines()
     dialogues = [_dialogue(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-    ids = [d.id for d in dialogues]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise GoldFormatError(f"duplicate ids: {duplicates}")
+    require_unique_ids([d.id for d in dialogues])
     if not dialogues:
         raise GoldFormatError(f"{path} holds no dialogues")
     return dialogues

@@ -83,14 +83,17 @@ def _item(line_no: int, raw: str) -> GoldItem:
     return item
 
 
+def require_unique_ids(ids: Sequence[str]) -> None:
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise GoldFormatError(f"duplicate ids: {duplicates}")
+
+
 def load_gold(path: Path = DEFAULT_GOLD) -> list[GoldItem]:
     if not path.is_file():
         raise GoldFormatError(f"No gold file at {path}")
     items = [_item(n, line) for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if line.strip()]
-    ids = [i.id for i in items]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise GoldFormatError(f"duplicate ids: {duplicates}")
+    require_unique_ids([i.id for i in items])
     if not items:
         raise GoldFormatError(f"{path} holds no items")
     return items

@@ -283,13 +283,18 @@ def readme_section(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def replace_between_markers(readme: Path, start: str, end: str, body: str) -> None:
+    """Replace the text between two marker comments of the README (markers kept)."""
+    text = readme.read_text("utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no {start} … {end} markers")
+    readme.write_text(pattern.sub(lambda _: start + "\n" + body + "\n" + end, text), "utf-8")
+
+
 def update_readme(results: dict[str, Any], readme: Path) -> None:
     """Replace the text between the eval markers in the README with the latest tables."""
-    text = readme.read_text("utf-8")
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
-    readme.write_text(pattern.sub(README_START + "\n" + readme_section(results) + "\n" + README_END, text), "utf-8")
+    replace_between_markers(readme, README_START, README_END, readme_section(results))
 
 
 # -- HTML ---------------------------------------------------------------------------------------
