@@ -7,8 +7,8 @@ The corpus files are PDF extractions; every expectation below names the real lin
 from __future__ import annotations
 
 import re
-import time
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -316,11 +316,13 @@ def test_empty_and_blank_text() -> None:
     assert clean_text(" \n\n\t\n").blocks == ()
 
 
-def test_whole_report_cleans_fast() -> None:
-    text = (CORPUS / REPORT).read_text(encoding="utf-8")
-    started = time.perf_counter()
-    clean_text(text)
-    assert time.perf_counter() - started < 2.0
+def test_whole_report_cleans_to_non_overlapping_blocks_in_order() -> None:
+    # Cleaning speed is measured by bench/core.py (ingest), never timed here.
+    doc = clean_text((CORPUS / REPORT).read_text(encoding="utf-8"))
+    assert len(doc.blocks) > 100
+    ends = [(b.start, b.end) for b in doc.blocks]
+    assert all(s < e for s, e in ends)
+    assert all(prev_end <= start for (_, prev_end), (start, _) in pairwise(ends))
 
 
 # -- emphasis markers ---------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -205,9 +204,7 @@ def test_build_is_idempotent(e5_model_dir: Path) -> None:
     weights = e5_model_dir / "model.safetensors"
     before = (marker.stat().st_mtime_ns, weights.stat().st_ino, weights.stat().st_mtime_ns)
     messages: list[str] = []
-    started = time.monotonic()
     assert build_sentence_transformer(e5_model_dir, progress=messages.append) == e5_model_dir
-    assert time.monotonic() - started < 5
     assert messages == []
     assert (marker.stat().st_mtime_ns, weights.stat().st_ino, weights.stat().st_mtime_ns) == before
 
