@@ -491,3 +491,128 @@ def test_with_a_key_the_ui_asks_for_it_before_uploading(browser, keyed_url: str,
         assert "新增" in page.locator("#upload-status").inner_text()
     finally:
         context.close()
+
+
+# -- stop while streaming ---------------------------------------------------------------------
+# The extractive answer arrives in well under a second, too fast to stop. A slow OpenAI-compatible
+# endpoint (a stand-in for an LLM: the test is about the stop button, and the real local LLM's
+# streaming is tested in test_local_llm.py) sends one character every SLOW_PIECE_S seconds.
+SLOW_ANSWER = "盧森堡的第三次產業革命策略以物聯網、能源網路與交通物流網路為基礎[1]。" * 6
+SLOW_PIECE_S = 0.1
+
+
+def slow_llm_app(streams: list[dict[str, object]]):
+    """FastAPI app speaking the OpenAI streaming protocol slowly; records how each stream ended."""
+    import json as jsonlib
+
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> StreamingResponse:
+        import asyncio
+
+        record: dict[str, object] = {"sent": 0, "finished": False}
+        streams.append(record)
+
+        async def pieces():
+            head = {"id": "slow", "object": "chat.completion.chunk", "created": 0, "model": "slow"}
+            try:
+                for char in SLOW_ANSWER:
+                    delta = {"choices": [{"index": 0, "delta": {"content": char}, "finish_reason": None}]}
+                    yield f"data: {jsonlib.dumps({**head, **delta}, ensure_ascii=False)}\n\n"
+                    record["sent"] = int(record["sent"]) + 1  # type: ignore[call-overload]
+                    await asyncio.sleep(SLOW_PIECE_S)
+            except BaseException:
+                record["closed"] = True
+                raise
+            done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield f"data: {jsonlib.dumps({**head, **done})}\n\ndata: [DONE]\n\n"
+            record["finished"] = True
+
+        return StreamingResponse(pieces(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def slow_llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """The real app answering through the ``openai`` backend, pointed at the slow endpoint."""
+    from rag.config import Settings
+    from tests.servers import serve
+    from ui.server import create_app
+
+    streams: list[dict[str, object]] = []
+    with serve(slow_llm_app(streams)) as llm_url:
+        root = tmp_path_factory.mktemp("ui-slow-llm")
+        corpus = root / "corpus"
+        corpus.mkdir()
+        shutil.copy(PROJECT_ROOT / "data" / "corpus" / CORPUS_SLICE[0], corpus / CORPUS_SLICE[0])
+        home = root / "home"
+        home.mkdir()
+        (home / "models").symlink_to(shared_models_dir(), target_is_directory=True)
+        settings = Settings(home=home, corpus_dir=corpus, llm="openai", openai_base_url=f"{llm_url}/v1")
+        with serve(create_app(settings)) as url:
+            yield url, streams
+
+
+def bot_text(page, n: int = 0) -> str:
+    return page.locator("#chatbot .message.bot").nth(n).inner_text()
+
+
+def test_stop_while_streaming_keeps_the_partial_answer(browser, slow_llm_server) -> None:
+    url, streams = slow_llm_server
+    context, page, _ = open_page(browser, url)
+    try:
+        page.locator("#question textarea").fill(QUESTION)
+        page.locator("#send").click()
+        # Wait until a few characters of the slow answer are on screen: it is streaming.
+        page.wait_for_function(
+            "() => (document.querySelector('#chatbot .message.bot')?.innerText || '').includes('卢森堡的第三')",
+            timeout=ANSWER_TIMEOUT_MS,
+        )
+        page.locator("#stop").click()
+        page.wait_for_function(
+            "() => (document.querySelector('#chatbot .message.bot')?.innerText || '').includes('已停止')"
+        )
+        stopped_text = bot_text(page)
+        assert stopped_text.startswith("卢森堡的第三") and len(stopped_text) < len(SLOW_ANSWER)  # asked in Simplified
+
+        # Nothing more arrives after the stop: the text stays as it was, and the model's stream is
+        # closed (an LLM stops spending CPU on an answer nobody reads). Gradio closes the answer's
+        # generator once the piece in flight has arrived: within one clause of the slow answer.
+        for _ in range(60):
+            if streams[0].get("closed"):
+                break
+            page.wait_for_timeout(500)
+        assert bot_text(page) == stopped_text
+        assert streams[0].get("closed") and not streams[0]["finished"], streams
+        assert page.locator("#chatbot .message.bot").count() == 1
+
+        # The stopped turn is kept with the conversation: a reload shows it, marked as stopped.
+        page.reload()
+        page.locator("#chatbot .message.bot").first.wait_for()
+        assert "已停止" in bot_text(page)
+        assert page.locator("#chatbot .message.user").first.inner_text().strip() == QUESTION
+
+        # And the chat is usable again: the next question is asked and streams.
+        page.locator("#question textarea").fill(FOLLOW_UP)
+        page.locator("#send").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('#chatbot .message.bot').length === 2"
+            " && document.querySelectorAll('#chatbot .message.bot')[1].innerText.includes('卢森堡的第三')",
+            timeout=ANSWER_TIMEOUT_MS,
+        )
+        page.locator("#stop").click()
+        page.wait_for_function(
+            "() => (document.querySelectorAll('#chatbot .message.bot')[1]?.innerText || '').includes('已停止')"
+        )
+        assert len(streams) >= 2 and not streams[0]["finished"]
+    finally:
+        context.close()

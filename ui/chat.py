@@ -29,6 +29,7 @@ import gradio as gr
 
 from ingest.sources import Source
 from rag.errors import TongwenError
+from rag.generate import registry
 from rag.service import Tongwen
 from ui import conversations as convs
 from ui.documents import (
@@ -41,7 +42,7 @@ from ui.documents import (
     suffix_text,
     write_refusal,
 )
-from ui.i18n import LOCALE_SCRIPT, SWITCH_JS, as_script, error_text, gradio_i18n, t
+from ui.i18n import LOCALE_SCRIPT, SWITCH_JS, as_script, error_text, gradio_i18n, in_script, t
 from ui.page import CSS, LOAD_JS, SOURCES_JS, page_fixes_script
 from ui.render import (
     empty_panel,
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 TITLE = "同文 Tongwen"
 # Until the page's load event has run (conversation restored, script known): a hook for tests.
 LOADING_PANEL = '<div class="tw-sources" data-state="loading" data-turn="0"></div>'
-BACKENDS = ("extractive", "auto", "local", "openai")
 EXAMPLES = [
     "盧森堡第三次產業革命計畫提出哪些產業？",
     "卢森堡第三次工业革命计划以哪些技术为基础？",
@@ -87,7 +87,17 @@ HEAD_FIRST = LOCALE_SCRIPT  # ui.server puts this first in <head>: it must run b
 
 
 def backend_choices(script: str) -> list[tuple[str, str]]:
-    return [(t(f"backend.{b}", script), b) for b in BACKENDS]
+    """Every backend of the registry (``auto`` first), labelled in the reader's script."""
+    return [(in_script(registry.label(name), script), name) for name in registry.names()]
+
+
+def default_backend(settings: Any) -> str:
+    """The backend the radio starts on: the operator's ``TONGWEN_LLM`` (``auto`` resolved), so a
+    server set up for an LLM answers with it; extractive when the configured one cannot start."""
+    try:
+        return registry.resolve(None, settings)
+    except ValueError:
+        return "extractive"
 
 
 def browser_secret(settings: Any) -> str:
@@ -378,7 +388,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                 with gr.Accordion(i18n("settings"), open=False, elem_id="settings"):
                     backend = gr.Radio(
                         backend_choices("traditional"),
-                        value="extractive",
+                        value=default_backend(settings),
                         label=i18n("backend"),
                         info=i18n("backend_info"),
                         elem_id="backend",

@@ -63,10 +63,6 @@ STRINGS: dict[str, str] = {
     "settings": "設定",
     "backend": "生成方式",
     "backend_info": "預設「摘錄式」：不經語言模型，立即回答並逐字引用原文。",
-    "backend.extractive": "摘錄式（即時，直接引用原文）",
-    "backend.auto": "自動（有模型就用模型）",
-    "backend.local": "本機模型（較慢）",
-    "backend.openai": "遠端模型服務",
     "top_k": "檢索段落數",
     # chat
     "chat": "對話",

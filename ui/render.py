@@ -22,10 +22,10 @@ from typing import Any
 
 from ingest.sentences import split_sentences
 from rag.cite import best_quote
-from ui.i18n import t
+from rag.generate import registry
+from ui.i18n import in_script, t
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
-BACKEND_KEYS = {"extractive", "local", "openai", "auto"}
 
 
 def message_text(content: Any) -> str:
@@ -188,7 +188,8 @@ def score_text(src: Mapping[str, Any], script: str) -> str:
 
 
 def backend_name(backend: str, script: str) -> str:
-    return t(f"backend.{backend}", script).split("（")[0] if backend in BACKEND_KEYS else backend
+    """The short name of a backend (its label before the parenthesis); a fallback note as it is."""
+    return in_script(registry.label(backend), script).split("（")[0] if backend in registry.names() else backend
 
 
 def sources_panel(

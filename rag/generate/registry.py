@@ -81,6 +81,14 @@ register(
 AUTO_ORDER = ("openai", "extractive")
 
 
+AUTO_LABEL = "自動（有模型服務就用它，否則摘錄式）"
+
+
+def label(name: str) -> str:
+    """What a person sees for a backend name (Traditional Chinese; the UI converts it)."""
+    return AUTO_LABEL if name == AUTO else BACKENDS[name].label
+
+
 def names(with_auto: bool = True) -> tuple[str, ...]:
     """Every backend name a user may ask for."""
     return ((AUTO,) if with_auto else ()) + tuple(BACKENDS)
