@@ -12,17 +12,20 @@ from rag.service import Tongwen
 from ui.cli import app
 
 runner = CliRunner()
+pytestmark = pytest.mark.both_stores  # the CLI over FAISS and over Milvus Lite (tests/conftest.py)
 
 
 @pytest.fixture()
 def env(service: Tongwen) -> dict[str, str]:
     s = service.settings
-    return {
+    env = {
         "TONGWEN_HOME": str(s.home),
         "TONGWEN_MODEL_DIR": str(s.models_dir),
         "TONGWEN_CORPUS_DIR": str(s.corpus_dir),
         "TONGWEN_LLM": "extractive",
+        "TONGWEN_VECTOR_STORE": s.vector_store,
     }
+    return {**env, "TONGWEN_MILVUS_URI": s.milvus_uri} if s.milvus_uri else env
 
 
 def test_ask_json(env):
@@ -63,8 +66,14 @@ def test_unsupported_file_type(env, tmp_path):
     assert "unsupported" in result.output
 
 
+def fresh_home(env: dict[str, str], home) -> dict[str, str]:
+    """``env`` over an empty home: nothing indexed there yet, on either store."""
+    fresh = {**env, "TONGWEN_HOME": str(home)}
+    return {**fresh, "TONGWEN_MILVUS_URI": str(home / "milvus.db")} if "TONGWEN_MILVUS_URI" in env else fresh
+
+
 def test_index_missing(tmp_path, env):
-    result = runner.invoke(app, ["ask", "問題"], env={**env, "TONGWEN_HOME": str(tmp_path)})
+    result = runner.invoke(app, ["ask", "問題"], env=fresh_home(env, tmp_path))
     assert result.exit_code == 1
     assert "tongwen ingest" in result.output
 
@@ -76,6 +85,7 @@ def test_index_info(env):
     assert info["index"]["documents"] == 3 and info["index"]["chunks"] > 10
 
 
+@pytest.mark.faiss_only  # damages the FAISS store's CURRENT file; Milvus damage: tests/test_milvus_store.py
 def test_index_info_over_a_damaged_index_says_how_to_rebuild(tmp_path, env):
     (tmp_path / "index").mkdir()
     (tmp_path / "index" / "CURRENT").write_text("000007\n", "utf-8")  # a version folder that is gone
@@ -88,9 +98,7 @@ def test_serve_with_nothing_to_index_exits_with_a_message(tmp_path, env, monkeyp
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **_: started.append(app))
     missing = tmp_path / "no-corpus"
-    result = runner.invoke(
-        app, ["serve"], env={**env, "TONGWEN_HOME": str(tmp_path), "TONGWEN_CORPUS_DIR": str(missing)}
-    )
+    result = runner.invoke(app, ["serve"], env={**fresh_home(env, tmp_path), "TONGWEN_CORPUS_DIR": str(missing)})
     assert not started
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert f"No such file or folder: {missing}" in result.output

@@ -24,6 +24,8 @@ from rag.retrieve import Hit
 from rag.service import Tongwen
 from rag.store.records import ChunkRecord, Location
 
+pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
+
 DIALOGUES = {d.id: d for d in load_dialogues()}
 
 

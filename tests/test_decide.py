@@ -11,6 +11,8 @@ from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
 from rag.support import asked_about, missing_specifics, stopwords
 
+pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
+
 
 def hit(text: str, heading: str = "") -> Hit:
     canonical_text = canonical(f"{heading}\n{text}" if heading else text)

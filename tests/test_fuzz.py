@@ -47,11 +47,13 @@ COMMON_HAN = (
 )
 SURROGATES = re.compile(r"[\ud800-\udfff]")
 
+pytestmark = pytest.mark.both_stores  # the API over FAISS and over Milvus Lite (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, make_settings) -> Iterator[httpx.Client]:
+def client(tmp_path_factory, make_store_settings) -> Iterator[httpx.Client]:
     home = tmp_path_factory.mktemp("fuzz")
-    service = Tongwen(make_settings(home, max_upload_bytes=UPLOAD_LIMIT))
+    service = Tongwen(make_store_settings(home, max_upload_bytes=UPLOAD_LIMIT))
     index_originals(service)
     with (
         serve(create_app(service=service, with_ui=False)) as url,
@@ -329,8 +331,8 @@ def test_a_long_file_name_keeps_its_extension(client):
     assert landed.endswith(".txt") and len(landed) <= 200
 
 
-def test_two_files_with_the_same_name_in_one_upload_keep_the_index_whole(tmp_path, make_settings):
-    service = Tongwen(make_settings(tmp_path))
+def test_two_files_with_the_same_name_in_one_upload_keep_the_index_whole(tmp_path, make_store_settings):
+    service = Tongwen(make_store_settings(tmp_path))
     index_originals(service)
     first, second = "墾丁國家公園位於屏東縣恆春半島。".encode(), "太魯閣國家公園位於花蓮縣。".encode()
     with serve(create_app(service=service, with_ui=False)) as url:
@@ -345,7 +347,7 @@ def test_two_files_with_the_same_name_in_one_upload_keep_the_index_whole(tmp_pat
             f"{url}/api/documents", files={"files": ("later.txt", "日月潭位於南投縣。".encode())}, timeout=120
         )
         assert later.status_code == 200, later.text  # was a 500: IndexCorrupt "inconsistent"
-    fresh = Tongwen(make_settings(tmp_path))  # as after a restart
+    fresh = Tongwen(make_store_settings(tmp_path))  # as after a restart
     names = {d["name"] for d in fresh.documents()}
     assert names >= ORIGINAL_NAMES | {"later.txt"}
     chunk_ids = [c.id for c in fresh.snapshot.chunks]

@@ -15,6 +15,8 @@ from rag.service import Tongwen
 from rag.signals import cue_ranking, merged_sentences, question_cues, signal_indexes
 from rag.store.keyword import char_bigrams
 
+pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
+
 
 def _long_sentence(service: Tongwen) -> tuple[int, str]:
     """A sentence of 30+ characters that occurs in exactly one chunk."""
@@ -69,7 +71,7 @@ def test_weights_choose_which_rankings_count(service: Tongwen):
     snap, model = service.snapshot, service.model
     query = Query.from_question("盧森堡交通運輸轉型的長期目標是什麼？")
     words_only = hybrid_search(snap, model, query, 5, weights={"words": 1.0})
-    assert [h.chunk.id for h in words_only] == [snap.chunks[p].id for p, _ in snap.keyword.search(query.tokens, 5)]
+    assert [h.chunk.id for h in words_only] == [snap.chunks[p].id for p, _ in snap.keyword_search(query.tokens, 5)]
     dense_only = hybrid_search(snap, model, query, 5, weights={"dense": 1.0})
     assert [h.dense for h in dense_only] == sorted((h.dense for h in dense_only), reverse=True)
     fused = hybrid_search(snap, model, query, 5)
@@ -100,14 +102,10 @@ def test_reranker_seam_rescores_the_candidate_pool(service: Tongwen):
 
 
 @pytest.mark.slow
-def test_reranker_setting_loads_a_local_cross_encoder(service: Tongwen, make_settings, tmp_path, test_home):
+def test_reranker_setting_loads_a_local_cross_encoder(service: Tongwen, test_home):
     """TONGWEN_RERANKER = a local folder: a real sentence-transformers CrossEncoder (here the e5
     encoder with a fresh one-logit head: the test is about the seam, not the quality)."""
-    settings = make_settings(
-        service.settings.home,
-        corpus_dir=service.settings.corpus_dir,
-        reranker=str(test_home / "models" / "multilingual-e5-small"),
-    )
+    settings = service.settings.model_copy(update={"reranker": str(test_home / "models" / "multilingual-e5-small")})
     hits = Tongwen(settings).retrieve("盧森堡的第三次產業革命計畫涵蓋哪些主題？", 3)
     assert len(hits) == 3
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)

@@ -27,15 +27,17 @@ READ_KEY = "s3cret-read"
 UPLOAD_LIMIT = 200_000
 HISTORY_LIMIT = 500
 BODY_LIMIT = 20_000
+pytestmark = pytest.mark.both_stores  # the key guards over FAISS and over Milvus Lite (tests/conftest.py)
+
 LUX = "盧森堡的總人口雖然僅有50餘萬人，但人均所得位居全球首位。"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, make_settings):
+def url(tmp_path_factory, make_store_settings):
     home = tmp_path_factory.mktemp("sec")
     corpus = tmp_path_factory.mktemp("sec-corpus")
     (corpus / "lux.txt").write_text(LUX, "utf-8")
-    settings = make_settings(
+    settings = make_store_settings(
         home,
         corpus_dir=corpus,
         api_key=KEY,
@@ -50,12 +52,12 @@ def url(tmp_path_factory, make_settings):
 
 
 @pytest.fixture(scope="module")
-def read_url(tmp_path_factory, make_settings):
+def read_url(tmp_path_factory, make_store_settings):
     """A server that also closes reading: TONGWEN_READ_KEY."""
     home = tmp_path_factory.mktemp("sec-read")
     corpus = tmp_path_factory.mktemp("sec-read-corpus")
     (corpus / "lux.txt").write_text(LUX, "utf-8")
-    settings = make_settings(home, corpus_dir=corpus, api_key=KEY, read_key=READ_KEY)
+    settings = make_store_settings(home, corpus_dir=corpus, api_key=KEY, read_key=READ_KEY)
     with serve(create_app(service=Tongwen(settings), with_ui=True)) as base:
         yield base
 
