@@ -62,6 +62,7 @@ _MD_HEADING = re.compile(r"(#{1,6})[ \t]+(?=\S)")
 _MD_CLOSING = re.compile(r"\s+#+$")
 _MARKERS = LEVEL_MARKERS
 _CHAPTER_MARKER = CHAPTER_MARKER
+_TITLE_GAP = " \t\u3000、：:"  # what layout puts between a chapter/appendix marker and its title
 _MARKER_FIRST = MARKER_FIRST
 _DIGIT_ENUM = _MARKERS[-1][1]
 _DIGIT_PAREN = re.compile(r"[（(]\s*\d{1,2}\s*[）)]|\d{1,2}\)")
@@ -456,7 +457,10 @@ class _Cleaner:
         title = ln.text[m.end() :].strip()
         if "。" in ln.text or ln.width > _MAX_HEADING_WIDTH or (title and ln.text[-1] in _NOT_HEADING_END):
             return None
-        if m.group()[-1] in "章篇節" and not self.chapter_title(ln.text, m.end(), title):
+        appendix = m.group().startswith("附")  # "附錄四  座談會記錄"; never "附錄一說明…" (no space)
+        if appendix and title and ln.text[m.end()] not in _TITLE_GAP:
+            return None
+        if (appendix or m.group()[-1] in "章篇節") and not self.chapter_title(ln.text, m.end(), title):
             return None
         number = _marker_number(m.group())
         prev = self.sequence.get(level)
@@ -481,9 +485,9 @@ class _Cleaner:
         Layout puts space (or 、：) between a chapter/section marker and its title; running text does
         not.  A very short title without the space ("第一章緒論") is still accepted.
         """
-        if "，" in title or _MARKERS[0][1].match(title) or _MARKERS[1][1].match(title):
+        if "，" in title or _CHAPTER_MARKER.match(title):
             return False
-        return not title or text[marker_end] in " \t\u3000、：:" or len(title) <= 10
+        return not title or text[marker_end] in _TITLE_GAP or len(title) <= 10
 
     def is_table_cell(self, ln: _Line, nxt: _Line) -> bool:
         """Two short lines on one page that run on: "1.減少交通事" + "故", "(一 )基礎設施" + "能力提升行動"."""

@@ -178,6 +178,8 @@ def test_repeated_footer_in_blue_ocean() -> None:
         ("參、會議討論（依發言順序）", 2),
         # Wrapped over two lines (1564 "第二章  美中貿易暨科技戰進展與相關" + 1566 "議題").
         ("第二章 美中貿易暨科技戰進展與相關議題", 1),
+        # 27288 " 附錄四  第一場座談會記錄 ", right under a paragraph line: an appendix is a top-level part.
+        ("附錄四 第一場座談會記錄", 1),
     ],
 )
 def test_report_headings(text: str, level: int) -> None:
@@ -192,6 +194,21 @@ def test_forum_headings_continue_numbered_runs() -> None:
     assert headings["(三)第一日(11/21)會議議程:會議 1_促進綠色生產和消費的數位技術"] == 4
     assert headings["3. Dominic Waughray _世界永續發展工商理事會(WBCSD)執行副總裁"] == 5
     assert headings["(七)第二日(11/22)會議議程:會議 5_OECD-GGKP 聯合會議-全球新挑戰背景下的綠色成長與國際合作"] == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "heading"),
+    [
+        ("附錄一  期初報告意見回復表\n\n內容", "附錄一 期初報告意見回復表"),
+        ("附录2  访谈记录\n\n内容", "附录2 访谈记录"),
+        ("附件三 名單\n\n內容", "附件三 名單"),
+        ("附件一、二所列的廠商，多數已回臺投資\n\n內容", None),  # a sentence about appendices
+        ("附錄一說明調查方法與樣本\n\n內容", None),
+    ],
+)
+def test_appendix_headings(text: str, heading: str | None) -> None:
+    headings = [(b.text, b.level) for b in clean_text(text).blocks if b.kind == "heading"]
+    assert headings == ([(heading, 1)] if heading else [])
 
 
 def test_running_text_that_starts_like_a_heading_is_not_one() -> None:
