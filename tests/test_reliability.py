@@ -39,6 +39,7 @@ from bench.api_load import machine, serve_app
 from bench.soak import ORIGINALS, UPLOADS, index_originals, problems, run_mixed_load, verify_documents
 from ingest.sources import Source
 from rag.errors import IndexCorrupt
+from rag.results import Answer
 from rag.service import Tongwen
 from tests.conftest import artifact_path
 from tests.servers import free_port, serve
@@ -329,7 +330,7 @@ def silent_llm() -> Iterator[tuple[str, list[bytes]]]:
         listener.close()
 
 
-def assert_fell_back(result: dict, timeout: float) -> None:
+def assert_fell_back(result: Answer, timeout: float) -> None:
     assert result.found is True, result
     assert result.backend.startswith("extractive (fallback"), result.backend
     assert any("摘錄式" in n or "摘录式" in n for n in result.notes), result.notes
@@ -342,7 +343,7 @@ def check_fallback_over_http(service: Tongwen, timeout: float) -> None:
     with serve(create_app(service=service, with_ui=False)) as url:
         r = httpx.post(f"{url}/api/ask", json={"question": BRIDGE.question}, timeout=60)
         assert r.status_code == 200, r.text
-        assert_fell_back(r.json(), timeout)
+        assert_fell_back(Answer.model_validate(r.json()), timeout)  # the wire is the model's JSON
         chat = {"model": "tongwen", "messages": [{"role": "user", "content": BRIDGE.question}]}
         r = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60)
         assert r.status_code == 200, r.text
