@@ -124,7 +124,12 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "tongwen"} for n in names]}
 
-    @api.post("/v1/chat/completions", response_model=CitedCompletion, response_model_exclude_unset=True)
+    @api.post(
+        "/v1/chat/completions",
+        response_model=CitedCompletion,
+        response_model_exclude_unset=True,  # OpenAI's optional fields we do not fill stay out of the JSON
+        responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream: true`: SSE chunks."}},
+    )
     def chat(body: ChatRequest) -> CitedCompletion | EventSourceResponse:
         """OpenAI-compatible chat. The model name picks the backend (`tongwen-extractive` …);
         the reply carries `[n]` markers, a footer of the cited sources, `usage`, and extra
