@@ -12,6 +12,7 @@ from rag.indexing import IngestReport
 from rag.results import Answer
 from rag.service import Tongwen
 from ui import conversations as convs
+from ui.answer_view import AnswerView
 from ui.documents import UPLOAD_SUFFIXES, progress_text, reader_html, report_markdown
 from ui.i18n import LOCALE_SCRIPT, STRINGS, error_text, script_for_locale, simplified, t
 from ui.render import answer_html, bot_message, highlight, parse_open_ref, quotes_by_source, sources_panel
@@ -127,3 +128,17 @@ def test_reader_marks_the_cited_passage(service: Tongwen, result: Answer) -> Non
     assert page.count("<mark") >= 1 and view["title"] in page
     assert page.count('class="tw-chunk"') == len(view["chunks"])
     assert parse_open_ref("open:abc") == ("abc", None, 0, 0)
+
+
+def test_a_stored_turn_reads_back_typed_even_when_old_or_damaged(result: Answer) -> None:
+    """The browser keeps an answer's JSON; reading it back gives the same page, and a turn stored
+    by an older version (fields missing, keys of its own, a field in another shape) still shows."""
+    store = convs.add_turn(convs.valid(None), QUESTION, result.answer, result)
+    kept = convs.current(store)["turns"][0]["result"]
+    assert set(kept) == set(convs.KEPT_RESULT_KEYS) and kept["sources"][0] == result.sources[0].model_dump(mode="json")
+    again = convs.turn_result(store, 1)
+    assert again is not None and again.sources == result.sources and again.citations == result.citations
+    assert again.typed == QUESTION
+    old = AnswerView.read({"answer": "舊答案", "stopped": True, "error": "逾時", "timings": "broken", "sources": [1]})
+    assert (old.answer, old.error, old.sources, old.timings) == ("舊答案", "逾時", [], {})
+    assert AnswerView.read("not a dict") == AnswerView()
