@@ -28,12 +28,12 @@ def dialogue_records(service: Tongwen, dialogues: Sequence[Dialogue], llm: str, 
         for n, turn in enumerate(dialogue.turns, start=1):
             question = turn.question(script)
             result = service.ask(question, history=history, llm=llm)
-            history += [{"role": "user", "content": question}, {"role": "assistant", "content": result["answer"]}]
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
             if n == 1:
                 continue
-            texts = [s["text"] for s in result["sources"][:5]]
+            texts = [s.text for s in result.sources[:5]]
             hit = any(m.contains_evidence(t, e) for t in texts for e in turn.evidence)
-            answer = compact(result["answer"])
+            answer = compact(result.answer)
             records.append(
                 {
                     "id": f"{dialogue.id}#{n}",
@@ -41,19 +41,19 @@ def dialogue_records(service: Tongwen, dialogues: Sequence[Dialogue], llm: str, 
                     "split": dialogue.split,
                     "script": script,
                     "question": question,
-                    "understood": result["question"],
+                    "understood": result.question,
                     "answerable": turn.answerable,
-                    "found": result["found"],
-                    "support": result["support"],
-                    "missing": result.get("missing", []),
-                    "answer": result["answer"],
+                    "found": result.found,
+                    "support": result.support,
+                    "missing": result.missing,
+                    "answer": result.answer,
                     "evidence_hit@5": hit if turn.answerable else None,
                     "facts": (
                         sum(compact(f) in answer for f in turn.answer_facts) / len(turn.answer_facts)
                         if turn.answer_facts
                         else None
                     ),
-                    "script_match": m.script_match(question, result["answer"]),
+                    "script_match": m.script_match(question, result.answer),
                 }
             )
     return records

@@ -88,8 +88,8 @@ def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progre
     for item, script in tqdm(jobs, desc=f"answer ({llm})", disable=not progress, leave=False):
         question = item.question(script)
         result = service.ask(question, llm=llm)
-        sources = result["sources"]
-        cited = [sources[c["n"] - 1] for c in result["citations"] if 1 <= c["n"] <= len(sources)]
+        sources = result.sources
+        cited = [sources[c.n - 1] for c in result.citations if 1 <= c.n <= len(sources)]
         record = {
             "id": item.id,
             "doc": item.doc,
@@ -98,25 +98,25 @@ def answer_records(service: Tongwen, items: Sequence[GoldItem], llm: str, progre
             "script": script,
             "question": question,
             "answerable": item.answerable,
-            "found": result["found"],
+            "found": result.found,
             # The evidence said "found" but the answer is a refusal: an LLM declined by itself.
-            "model_refused": not result["found"] and not result.get("missing") and result["support"] >= threshold,
-            "support": result["support"],
-            "missing": result.get("missing", []),
-            "answer": result["answer"],
-            "backend": result["backend"],
-            "script_match": m.script_match(question, result["answer"]),
-            "retrieve_ms": result["timings"].get("retrieve"),
-            "generate_ms": result["timings"].get("generate"),
+            "model_refused": not result.found and not result.missing and result.support >= threshold,
+            "support": result.support,
+            "missing": result.missing,
+            "answer": result.answer,
+            "backend": result.backend,
+            "script_match": m.script_match(question, result.answer),
+            "retrieve_ms": result.timings.get("retrieve"),
+            "generate_ms": result.timings.get("generate"),
         }
         if item.answerable:
             record.update(
                 {
-                    "char_f1": m.char_f1(result["answer"], item.answer),
-                    "rouge_l": m.rouge_l_chars(result["answer"], item.answer),
-                    "number_recall": m.number_recall(result["answer"], item.answer),
+                    "char_f1": m.char_f1(result.answer, item.answer),
+                    "rouge_l": m.rouge_l_chars(result.answer, item.answer),
+                    "number_recall": m.number_recall(result.answer, item.answer),
                     "citation_correct": (
-                        any(m.contains_evidence(s["text"], item.evidence) for s in cited) if result["found"] else None
+                        any(m.contains_evidence(s.text, item.evidence) for s in cited) if result.found else None
                     ),
                 }
             )
@@ -264,7 +264,7 @@ def run_evaluation(
     service.ensure_index(show_progress=progress)
 
     def tongwen_search(question: str, k: int) -> list[tuple[str, str]]:
-        return [(h["doc"], h["text"]) for h in service.retrieve(question, k)]
+        return [(h.doc, h.text) for h in service.retrieve(question, k)]
 
     systems: dict[str, Search] = {"tongwen": tongwen_search}
     if baselines:

@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
@@ -29,6 +28,7 @@ from rag.generate.base import AnswerRequest, GenerationError, GenerationOptions,
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
 from rag.rerank import Reranker
+from rag.results import Citation
 from rag.retrieve import Hit, Query, fused_search
 from rag.store.base import IndexVersion
 from rag.support import content_tokens, idf
@@ -63,7 +63,7 @@ class Turn:
     backend: str = ""
     answer: str = ""
     notes: list[str] = field(default_factory=list)
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from ingest.normalise import compact
 from ingest.sentences import CLOSERS, END_MARKS, split_sentences
+from rag.results import Citation, Location
 from rag.retrieve import Hit
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -92,11 +92,11 @@ def best_quote(claim: str, passage: str) -> str:
     return passage[best[0] : best[1]].strip()
 
 
-def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+def citations_for(answer: str, hits: Sequence[Hit]) -> list[Citation]:
     """One entry per cited source: which document, where, and the sentences of it that the answer
     leans on (for highlighting): ``quote`` for the first citing sentence, ``quotes`` for all of them
     (each answer sentence citing the source adds the passage sentence closest to it)."""
-    out: dict[int, dict[str, Any]] = {}
+    out: dict[int, Citation] = {}
     for start, end in split_sentences(answer):
         sentence = answer[start:end]
         for match in CITATION.finditer(sentence):
@@ -106,17 +106,17 @@ def citations_for(answer: str, hits: Sequence[Hit]) -> list[dict[str, Any]]:
             chunk = hits[n - 1].chunk
             quote = best_quote(sentence, chunk.text)
             if n in out:
-                if quote not in out[n]["quotes"]:
-                    out[n]["quotes"].append(quote)
+                if quote not in out[n].quotes:
+                    out[n].quotes.append(quote)
                 continue
-            out[n] = {
-                "n": n,
-                "id": chunk.id,
-                "doc": chunk.doc,
-                "doc_id": chunk.doc_id,
-                "heading": chunk.heading,
-                "quote": quote,
-                "quotes": [quote],
-                "location": chunk.location.__dict__,
-            }
+            out[n] = Citation(
+                n=n,
+                id=chunk.id,
+                doc=chunk.doc,
+                doc_id=chunk.doc_id,
+                heading=chunk.heading,
+                quote=quote,
+                quotes=[quote],
+                location=Location.of(chunk.location),
+            )
     return [out[n] for n in sorted(out)]

@@ -7,11 +7,17 @@ fails loudly in one place rather than quietly in four.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from ingest.normalise import Script
+
+if TYPE_CHECKING:
+    from ingest.pipeline import Location as ChunkLocation
+    from rag.chain import Turn
+    from rag.retrieve import Hit
 
 
 class Location(BaseModel):
@@ -22,6 +28,10 @@ class Location(BaseModel):
     line_start: int = Field(description="1-based line in the original text.")
     line_end: int
     page: int | None = Field(default=None, description="1-based PDF page, when known.")
+
+    @classmethod
+    def of(cls, location: ChunkLocation) -> Location:
+        return cls(**asdict(location))
 
 
 class Source(BaseModel):
@@ -37,6 +47,32 @@ class Source(BaseModel):
     dense_score: float | None = Field(default=None, description="Best cosine over the query variants.")
     keyword_score: float | None = Field(default=None, description="BM25 score of the word ranking.")
     location: Location
+
+    @classmethod
+    def from_hit(cls, hit: Hit, n: int) -> Source:
+        """The ``n``-th hit of a ranking (1-based), scores rounded as every surface shows them.
+
+        Every field is passed, none left to its default: the OpenAI route dumps with
+        ``exclude_unset`` (to leave out OpenAI's unused optional fields), which would otherwise
+        drop a defaulted ``None`` score from the JSON."""
+        chunk = hit.chunk
+        return cls(
+            n=n,
+            id=chunk.id,
+            doc=chunk.doc,
+            doc_id=chunk.doc_id,
+            heading=chunk.heading,
+            text=chunk.text,
+            score=round(hit.score, 6),
+            dense_score=None if hit.dense is None else round(hit.dense, 4),
+            keyword_score=None if hit.keyword is None else round(hit.keyword, 4),
+            location=Location.of(chunk.location),
+        )
+
+
+def numbered(hits: list[Hit]) -> list[Source]:
+    """Hits as the sources an answer cites: ``[1]`` is the first."""
+    return [Source.from_hit(h, n) for n, h in enumerate(hits, start=1)]
 
 
 class Citation(BaseModel):
@@ -66,6 +102,24 @@ class Answer(BaseModel):
     citations: list[Citation]
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per chain step.")
 
+    @classmethod
+    def from_turn(cls, turn: Turn) -> Answer:
+        """What a finished chain turn tells its caller: support rounded, timings in milliseconds."""
+        return cls(
+            answer=turn.answer,
+            found=turn.found,
+            question=turn.question,
+            asked=turn.asked,
+            script=turn.script,
+            backend=turn.backend,
+            notes=list(turn.notes),
+            support=round(turn.support, 4),
+            missing=list(turn.missing),
+            sources=numbered(turn.hits),
+            citations=list(turn.citations),
+            timings={k: round(v * 1000, 1) for k, v in turn.timings.items()},
+        )
+
 
 class RetrieveResult(BaseModel):
     hits: list[Source]
@@ -89,6 +143,10 @@ class FinalEvent(Answer):
     """Last event of a stream: the checked answer; the joined token texts equal ``answer``."""
 
     type: Literal["final"] = "final"
+
+    @classmethod
+    def from_turn(cls, turn: Turn) -> FinalEvent:
+        return cls(**dict(Answer.from_turn(turn)), type="final")
 
 
 StreamEvent = QuestionEvent | TokenEvent | FinalEvent

@@ -24,7 +24,7 @@ from typing import Any
 from ingest.chunk import HEADING_SEPARATOR
 from ingest.sentences import split_sentences
 from ingest.sources import Source, collect_sources, doc_id_for
-from rag import __version__
+from rag import __version__, results
 from rag.chain import AnswerChain, Turn
 from rag.config import Settings
 from rag.embeddings import EmbeddingModel, load_embedding_model
@@ -33,46 +33,14 @@ from rag.generate import registry
 from rag.generate.base import GenerationOptions, Generator
 from rag.indexing import IngestReport, ingest_sources
 from rag.rerank import Reranker, load_cross_encoder
-from rag.retrieve import Hit, Query, hybrid_search
+from rag.results import Answer, FinalEvent, QuestionEvent, TokenEvent, numbered
+from rag.retrieve import Query, hybrid_search
 from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
 from rag.store.select import IndexStore, open_store
 from rag.store.versions import VersionedDir
 
 log = logging.getLogger(__name__)
-
-
-def hit_dict(hit: Hit, n: int) -> dict[str, Any]:
-    chunk = hit.chunk
-    return {
-        "n": n,
-        "id": chunk.id,
-        "doc": chunk.doc,
-        "doc_id": chunk.doc_id,
-        "heading": chunk.heading,
-        "text": chunk.text,
-        "score": round(hit.score, 6),
-        "dense_score": None if hit.dense is None else round(hit.dense, 4),
-        "keyword_score": None if hit.keyword is None else round(hit.keyword, 4),
-        "location": asdict(chunk.location),
-    }
-
-
-def turn_dict(turn: Turn) -> dict[str, Any]:
-    return {
-        "answer": turn.answer,
-        "found": turn.found,
-        "question": turn.question,
-        "asked": turn.asked,
-        "script": turn.script,
-        "backend": turn.backend,
-        "notes": turn.notes,
-        "support": round(turn.support, 4),
-        "missing": turn.missing,
-        "sources": [hit_dict(h, n) for n, h in enumerate(turn.hits, start=1)],
-        "citations": turn.citations,
-        "timings": {k: round(v * 1000, 1) for k, v in turn.timings.items()},
-    }
 
 
 def new_text(previous: ChunkRecord | None, chunk: ChunkRecord) -> str:
@@ -317,7 +285,7 @@ class Tongwen:
             if doc_id in docs
         }
 
-    def retrieve(self, query: str, top_k: int | None = None) -> list[dict[str, Any]]:
+    def retrieve(self, query: str, top_k: int | None = None) -> list[results.Source]:
         from rag.chain import clean_question
 
         text = clean_question(query, self.settings.max_question_chars)
@@ -334,7 +302,7 @@ class Tongwen:
         )
         if reranker is not None:
             hits = list(reranker(text, hits))[:top_k]
-        return [hit_dict(h, n) for n, h in enumerate(hits, start=1)]
+        return numbered(hits)
 
     def chain(self, llm: str | None = None) -> AnswerChain:
         generator = self.generator(registry.resolve(llm, self.settings))
@@ -347,12 +315,12 @@ class Tongwen:
         top_k: int | None = None,
         llm: str | None = None,
         options: GenerationOptions | None = None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         started = time.perf_counter()
         turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = self.chain(llm).runnable().invoke(turn)
         turn.timings["total"] = time.perf_counter() - started
-        return turn_dict(turn)
+        return Answer.from_turn(turn)
 
     def ask_stream(
         self,
@@ -361,27 +329,22 @@ class Tongwen:
         top_k: int | None = None,
         llm: str | None = None,
         options: GenerationOptions | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[QuestionEvent | TokenEvent | FinalEvent]:
         """Events: ``question`` (condensed, with sources), ``token`` pieces, then ``final``
         (the post-checked answer, which replaces the streamed text)."""
         started = time.perf_counter()
         chain = self.chain(llm)
         turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = chain.before_generation().invoke(turn)
-        yield {
-            "type": "question",
-            "question": turn.question,
-            "found": turn.found,
-            "sources": [hit_dict(h, n) for n, h in enumerate(turn.hits, start=1)],
-        }
+        yield QuestionEvent(question=turn.question, found=turn.found, sources=numbered(turn.hits))
         pieces = []
         for piece in chain.stream_answer(turn):
             pieces.append(piece)
-            yield {"type": "token", "text": piece}
+            yield TokenEvent(text=piece)
         turn.answer = "".join(pieces)
         turn = chain.post_check(turn)
         turn.timings["total"] = time.perf_counter() - started
-        yield {"type": "final", **turn_dict(turn)}
+        yield FinalEvent.from_turn(turn)
 
     # -- writing -----------------------------------------------------------------------------
     def ingest(

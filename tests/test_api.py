@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from rag.config import Settings
 from rag.errors import ModelUnavailable
+from rag.results import QuestionEvent
 from rag.service import Tongwen
 from tests.servers import serve
 from ui.api import create_api
@@ -336,8 +337,8 @@ class BrokenService:
     def count_tokens(self, text: str) -> int:
         return len(text)
 
-    def ask_stream(self, *_: object) -> Iterator[dict]:
-        yield {"type": "question", "question": "問題", "found": True, "sources": []}
+    def ask_stream(self, *_: object) -> Iterator[QuestionEvent]:
+        yield QuestionEvent(question="問題", found=True, sources=[])
         raise ModelUnavailable("The model went away; run `tongwen models prepare`.")
 
 
@@ -414,6 +415,49 @@ def test_stream_usage_chunk_and_extra_fields(url):
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     last = next(c for c in reversed(chunks) if c["choices"] and c["choices"][0]["finish_reason"])
     assert {"question", "sources", "citations", "found"} <= set(last)
+
+
+def test_openapi_documents_every_answer_shape(url):
+    """`/docs` shows what each question route returns, not just "any JSON"."""
+    spec = httpx.get(f"{url}/openapi.json").json()
+
+    def schema_of(path: str) -> dict:
+        ref = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        return spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+    assert {"answer", "found", "sources", "citations", "timings"} <= schema_of("/api/ask")["properties"].keys()
+    assert schema_of("/api/retrieve")["properties"]["hits"]["items"]["$ref"].endswith("/Source")
+    chat = schema_of("/v1/chat/completions")["properties"]
+    assert {"id", "choices", "usage", "question", "sources", "citations", "found", "backend"} <= chat.keys()
+    assert {"Source", "Citation", "Location", "Answer"} <= spec["components"]["schemas"].keys()
+
+
+def test_openai_completion_json_is_openais_shape_without_unused_nulls(url):
+    """Built from `openai.types.chat`, sent without the optional fields Tongwen does not fill, and
+    with the same sources (every field, `None` scores included) as `/api/ask`."""
+    chat = {"model": "tongwen-extractive", "messages": [{"role": "user", "content": QUESTION_TRAD}]}
+    body = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()
+    assert set(body) == {
+        "id",
+        "created",
+        "model",
+        "object",
+        "choices",
+        "usage",
+        *["question", "sources", "citations", "found", "backend"],
+    }
+    assert body["object"] == "chat.completion" and set(body["choices"][0]) == {"index", "message", "finish_reason"}
+    assert body["choices"][0]["message"].keys() == {"role", "content"}
+    assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    asked = httpx.post(f"{url}/api/ask", json={"question": QUESTION_TRAD, "llm": "extractive"}, timeout=60).json()
+    assert body["sources"] == asked["sources"] and body["citations"] == asked["citations"]
+    assert set(body["sources"][0]["location"]) == {"start", "end", "line_start", "line_end", "page"}
+
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**chat, "stream": True}, timeout=60) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert set(chunks[0]) == {"id", "created", "model", "object", "choices"}
+    assert chunks[0]["choices"] == [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+    assert chunks[-1]["sources"] == asked["sources"] and chunks[-1]["answer"]
 
 
 def test_langchain_chat_openai_streams_in_the_askers_script(url):

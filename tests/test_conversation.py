@@ -20,6 +20,7 @@ from rag.condense import rewrite_by_rules
 from rag.evidence import answer_span, asked_kind, select_evidence
 from rag.followup import last_answer_quotes, leans_on_history, retrieval_queries, valid_condensed
 from rag.generate.base import AnswerRequest, Generator
+from rag.results import Answer, FinalEvent, TokenEvent
 from rag.retrieve import Hit
 from rag.service import Tongwen
 from rag.store.records import ChunkRecord, Location
@@ -122,19 +123,20 @@ def test_a_table_row_is_found_with_its_header() -> None:
 
 def test_extractive_answer_quotes_the_span_then_the_sentence(service: Tongwen) -> None:
     result = service.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")
-    assert result["found"] and "2016年11月" in result["answer"]
-    lead, sentence = (q.strip("『』「」；") for q in result["answer"].removeprefix("根據文件：").split("[1]")[:2])
-    assert "2016年11月" in lead and lead in sentence and len(lead) < len(sentence) / 2, result["answer"]
+    assert result.found and "2016年11月" in result.answer
+    lead, sentence = (q.strip("『』「」；") for q in result.answer.removeprefix("根據文件：").split("[1]")[:2])
+    assert "2016年11月" in lead and lead in sentence and len(lead) < len(sentence) / 2, result.answer
 
 
 # -- follow-ups end to end --------------------------------------------------------------------
-def play(service: Tongwen, dialogue_id: str, script: str) -> dict:
+def play(service: Tongwen, dialogue_id: str, script: str) -> Answer:
     history: list[dict[str, str]] = []
-    result: dict = {}
+    result: Answer | None = None
     for turn in DIALOGUES[dialogue_id].turns:
         question = turn.question(script)
         result = service.ask(question, history=history)
-        history += [{"role": "user", "content": question}, {"role": "assistant", "content": result["answer"]}]
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
+    assert result is not None
     return result
 
 
@@ -143,15 +145,15 @@ def play(service: Tongwen, dialogue_id: str, script: str) -> dict:
 def test_follow_up_finds_its_evidence_and_answers(service: Tongwen, dialogue_id: str, script: str) -> None:
     last = DIALOGUES[dialogue_id].turns[-1]
     result = play(service, dialogue_id, script)
-    assert any(contains_evidence(s["text"], e) for s in result["sources"][:5] for e in last.evidence)
-    assert result["found"], (result["question"], result["support"], result["missing"])
-    assert detect_script(result["answer"]) == ("traditional" if script == "trad" else "simplified")
+    assert any(contains_evidence(s.text, e) for s in result.sources[:5] for e in last.evidence)
+    assert result.found, (result.question, result.support, result.missing)
+    assert detect_script(result.answer) == ("traditional" if script == "trad" else "simplified")
 
 
 @pytest.mark.parametrize("script", ["trad", "simp"])
 def test_an_unanswerable_follow_up_is_refused_without_citations(service: Tongwen, script: str) -> None:
     result = play(service, "d043", script)
-    assert result["found"] is False and result["citations"] == [] and "[" not in result["answer"]
+    assert result.found is False and result.citations == [] and "[" not in result.answer
 
 
 # -- an LLM backend's own answer against the evidence -------------------------------------------
@@ -183,24 +185,25 @@ ANSWERABLE_SIMP = "卢森堡是在什么时候发布“第三次工业革命战�
 def test_model_refusal_with_strong_evidence_is_answered_from_the_evidence(service: Tongwen) -> None:
     refusing = WithGenerator(service, FixedGenerator("文件中沒有提到這個問題的答案[2]。"))
     result = refusing.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")  # every word in one sentence
-    assert result["found"] and "2016" in result["answer"] and result["backend"].startswith("extractive")
-    assert any("摘录" in n or "摘錄" in n for n in result["notes"])
+    assert result.found and "2016" in result.answer and result.backend.startswith("extractive")
+    assert any("摘录" in n or "摘錄" in n for n in result.notes)
 
 
 def test_a_model_refusal_cites_nothing(service: Tongwen) -> None:
     refusing = WithGenerator(service, FixedGenerator("文件中沒有提到這個問題的答案[2]。"))
     question = "盧森堡的金融業在2016年雇用了多少人？"  # leans on a figure the slice does not hold
     result = refusing.ask(question)
-    if result["found"]:  # answered from the evidence instead: then it is cited and says so
-        assert result["backend"].startswith("extractive")
+    if result.found:  # answered from the evidence instead: then it is cited and says so
+        assert result.backend.startswith("extractive")
     else:
-        assert "[" not in result["answer"] and result["citations"] == []
+        assert "[" not in result.answer and result.citations == []
 
 
 # -- streaming in the asker's script -----------------------------------------------------------
-def joined_tokens(service: Tongwen, question: str, history=()) -> tuple[str, dict]:
+def joined_tokens(service: Tongwen, question: str, history=()) -> tuple[str, FinalEvent]:
     events = list(service.ask_stream(question, history=list(history)))
-    text = "".join(e["text"] for e in events if e["type"] == "token")
+    text = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert isinstance(events[-1], FinalEvent)
     return text, events[-1]
 
 
@@ -210,14 +213,14 @@ TRADITIONAL_ANSWER = "盧森堡在2016年11月發布了第三次產業革命策�
 @pytest.mark.parametrize("question", [ANSWERABLE_SIMP, "盧森堡是在什麼時候發布「第三次產業革命策略」的？"])
 def test_streamed_deltas_join_to_the_final_answer_from_an_llm(service: Tongwen, question: str) -> None:
     text, final = joined_tokens(WithGenerator(service, FixedGenerator(TRADITIONAL_ANSWER)), question)
-    assert final["found"] and text == final["answer"]
+    assert final.found and text == final.answer
     assert detect_script(text) == detect_script(question)
 
 
 @pytest.mark.parametrize("question", [ANSWERABLE_SIMP, "卢森堡现在有多少家银行？"])
 def test_streamed_deltas_join_to_the_final_answer_extractive(service: Tongwen, question: str) -> None:
     text, final = joined_tokens(service, question)
-    assert text == final["answer"] and detect_script(text) == "simplified"
+    assert text == final.answer and detect_script(text) == "simplified"
 
 
 def test_streamed_pieces_are_converted_clause_by_clause() -> None:

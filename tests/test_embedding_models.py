@@ -56,7 +56,7 @@ def test_a_local_sentence_transformers_folder_works(local_folder_service: Tongwe
     info = local_folder_service.info()
     assert info["embedding_model"] == str(local_folder_service.settings.embedding_model)
     result = local_folder_service.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")
-    assert result["found"] is True and "2016" in result["answer"], (result["support"], result["missing"])
+    assert result.found is True and "2016" in result.answer, (result.support, result.missing)
 
 
 def test_an_index_from_another_model_is_refused_with_the_fix(local_folder_service: Tongwen, make_settings) -> None:

@@ -247,5 +247,5 @@ def test_an_index_written_before_checksums_still_loads(home, make_settings):
     del manifest["files"]
     (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False), "utf-8")
     service = Tongwen(settings_for(home, make_settings))
-    assert service.retrieve("台南的太陽能公園多大？", top_k=1)[0]["doc"] == SECOND.name
+    assert service.retrieve("台南的太陽能公園多大？", top_k=1)[0].doc == SECOND.name
     assert not service.versions()[-1]["checksummed"] and service.versions()[-1]["verifies"]

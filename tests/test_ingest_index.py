@@ -56,7 +56,7 @@ def test_delete_removes_a_document_and_its_chunks(small: Tongwen):
     small.delete("chip.txt")
     assert [d["name"] for d in small.documents()] == ["lux.txt"]
     assert all(c.doc != "chip.txt" for c in small.snapshot.chunks)
-    assert all(h["doc"] == "lux.txt" for h in small.retrieve("晶片產業", 5))
+    assert all(h.doc == "lux.txt" for h in small.retrieve("晶片產業", 5))
     with pytest.raises(DocumentNotFound):
         small.delete("chip.txt")
 
@@ -71,7 +71,7 @@ def test_versions_and_rollback(small: Tongwen):
     target = small.rollback()
     assert target["name"] == versions[0]["name"] and target["current"]
     assert sorted(d["name"] for d in small.documents()) == ["chip.txt", "lux.txt"]
-    assert all(h["doc"] != "h2.txt" for h in small.retrieve("氫能", 3))
+    assert all(h.doc != "h2.txt" for h in small.retrieve("氫能", 3))
 
 
 @pytest.mark.parametrize("encoding", ["big5", "gbk", "utf-16", "utf-8-sig"])
@@ -81,7 +81,7 @@ def test_legacy_encodings_ingest_correctly(tmp_path, make_settings, encoding: st
     report = tongwen.ingest([Source(f"h2-{encoding}.txt", text.encode(encoding))])
     assert not report.failed, report.failed
     hit = tongwen.retrieve("燃料電池需要什麼供應？", 1)[0]
-    assert hit["text"] == text
+    assert hit.text == text
 
 
 def test_corrupt_pdf_is_rejected_with_a_clear_message_and_nothing_indexed(small: Tongwen):
@@ -113,7 +113,7 @@ def test_crash_while_writing_leaves_the_previous_index_in_service(small: Tongwen
     monkeypatch.undo()
 
     reopened = Tongwen(make_settings(small.settings.home))
-    assert [h["id"] for h in reopened.retrieve("盧森堡人口", 3)] == [h["id"] for h in before]
+    assert [h.id for h in reopened.retrieve("盧森堡人口", 3)] == [h.id for h in before]
     assert "h2.txt" not in [d["name"] for d in reopened.documents()]
     versions = VersionedDir(small.settings.index_dir).versions
     assert not list(versions.glob(".build-*"))
@@ -202,4 +202,4 @@ def test_a_running_service_sees_what_another_process_committed(tmp_path, make_st
     assert [d["name"] for d in server.documents()] == ["first.txt"]
     other_shell.ingest_paths([docs / "second.txt"])
     assert sorted(d["name"] for d in server.documents()) == ["first.txt", "second.txt"]
-    assert server.retrieve("氫能示範站設在哪裡？", 1)[0]["doc"] == "second.txt"
+    assert server.retrieve("氫能示範站設在哪裡？", 1)[0].doc == "second.txt"

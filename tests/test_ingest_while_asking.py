@@ -68,6 +68,6 @@ def test_a_question_is_answered_while_a_large_document_is_embedded(own_service: 
     (report,) = reports
     total_batches = -(-report.chunks_embedded // model.batch_size)
     assert report.chunks_embedded >= 100 and total_batches >= 7, report
-    assert hits and hits[0]["doc"] == "000_6e77f61679c9a0c3.txt"  # served from the snapshot in place
+    assert hits and hits[0].doc == "000_6e77f61679c9a0c3.txt"  # served from the snapshot in place
     assert ingest_still_running and batches_when_answered < total_batches, (batches_when_answered, total_batches)
     assert "big.txt" in {d["name"] for d in own_service.documents()}

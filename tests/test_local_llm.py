@@ -228,11 +228,11 @@ def test_local_backend_answers_through_the_chain_with_citations(service, gguf_pa
 
     item = next(i for i in load_gold() if i.id == "g001")  # 盧森堡…「第三次產業革命策略」: 2016年11月
     result = service.ask(item.question_simp, llm="local")
-    assert result["backend"] == "local", (result["backend"], result["notes"], result["answer"])
-    assert result["found"] is True
-    assert "2016" in result["answer"], result["answer"]
-    assert result["citations"], result["answer"]
-    cited = [result["sources"][c["n"] - 1]["text"] for c in result["citations"]]
+    assert result.backend == "local", (result.backend, result.notes, result.answer)
+    assert result.found is True
+    assert "2016" in result.answer, result.answer
+    assert result.citations, result.answer
+    cited = [result.sources[c.n - 1].text for c in result.citations]
     assert any(contains_evidence(text, item.evidence) for text in cited)
-    assert detect_script(result["answer"]) in ("simplified", "neutral"), result["answer"]
-    assert result["timings"]["first_token"] > 0
+    assert detect_script(result.answer) in ("simplified", "neutral"), result.answer
+    assert result.timings["first_token"] > 0

@@ -130,7 +130,7 @@ from rag.service import Tongwen
 service = Tongwen(Settings(_env_file=None, home={str(tmp_path / "home")!r}, model_dir={str(model_folder.parent)!r},
                            corpus_dir={str(corpus)!r}, llm="extractive", embedding_backend="onnx-int8"))
 service.ensure_index()
-assert service.retrieve("盧森堡發布了什麼策略？")[0]["doc"] == "lux.txt"
+assert service.retrieve("盧森堡發布了什麼策略？")[0].doc == "lux.txt"
 service.ask("盧森堡在什麼時候發布策略？")
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sentence_transformers")))
 """
@@ -161,13 +161,13 @@ def test_the_manifest_records_the_backend_and_another_backend_may_serve_it(
     built = _tiny_index(make_settings, home, "onnx-int8")
     assert built.info()["index"]["embedding_backend"] == "onnx-int8"
     for other in ("torch", "onnx"):
-        assert Tongwen(make_settings(home, embedding_backend=other)).retrieve("盧森堡")[0]["doc"] == "lux.txt"
+        assert Tongwen(make_settings(home, embedding_backend=other)).retrieve("盧森堡")[0].doc == "lux.txt"
     extra = tmp_path / "note.txt"
     extra.write_text("台積電在高雄興建新的晶圓廠，預計二〇二五年量產。", encoding="utf-8")
     writer = Tongwen(make_settings(home, embedding_backend="torch"))
     assert not writer.ingest_paths([extra]).failed
     assert writer.info()["index"]["embedding_backend"] == "torch"  # the backend of the latest write
-    assert writer.retrieve("台積電的高雄廠何時量產？")[0]["doc"] == "note.txt"
+    assert writer.retrieve("台積電的高雄廠何時量產？")[0].doc == "note.txt"
 
 
 def test_an_index_from_before_the_setting_counts_as_torch() -> None:

@@ -27,25 +27,25 @@ def test_simplified_mainland_question_finds_the_chunk_of_its_traditional_twin(se
     item = GOLD[gold_id]
     trad = service.retrieve(item.question_trad, 5)
     simp = service.retrieve(item.question_simp, 5)
-    assert contains_evidence(trad[0]["text"], item.evidence), trad[0]["text"]
-    assert simp[0]["id"] == trad[0]["id"]
+    assert contains_evidence(trad[0].text, item.evidence), trad[0].text
+    assert simp[0].id == trad[0].id
 
 
 @pytest.mark.parametrize("script_field, expected", [("question_trad", "traditional"), ("question_simp", "simplified")])
 def test_answer_is_cited_and_in_the_askers_script(service: Tongwen, script_field: str, expected: str):
     item = GOLD["g063"]
     result = service.ask(getattr(item, script_field))
-    assert result["found"] is True
-    assert result["backend"] == "extractive"
-    assert detect_script(result["answer"]) == expected
-    assert "[1]" in result["answer"] or result["citations"], result["answer"]
-    cited = [result["sources"][c["n"] - 1] for c in result["citations"]]
-    assert any(contains_evidence(s["text"], item.evidence) for s in cited)
-    for citation in result["citations"]:
-        assert citation["quote"] in result["sources"][citation["n"] - 1]["text"]
+    assert result.found is True
+    assert result.backend == "extractive"
+    assert detect_script(result.answer) == expected
+    assert "[1]" in result.answer or result.citations, result.answer
+    cited = [result.sources[c.n - 1] for c in result.citations]
+    assert any(contains_evidence(s.text, item.evidence) for s in cited)
+    for citation in result.citations:
+        assert citation.quote in result.sources[citation.n - 1].text
         # Every sentence the answer leans on, first one first (the UI highlights them all).
-        assert citation["quotes"][0] == citation["quote"]
-        assert all(q in result["sources"][citation["n"] - 1]["text"] for q in citation["quotes"])
+        assert citation.quotes[0] == citation.quote
+        assert all(q in result.sources[citation.n - 1].text for q in citation.quotes)
 
 
 @pytest.mark.parametrize("gold_id", ["g088", "g092", "g093"])
@@ -53,9 +53,9 @@ def test_unanswerable_question_is_refused(service: Tongwen, gold_id: str):
     item = GOLD[gold_id]
     for question in (item.question_trad, item.question_simp):
         result = service.ask(question)
-        assert result["found"] is False, (question, result["support"], result["answer"])
-        assert "沒有提到" in result["answer"] or "没有提到" in result["answer"]
-        assert result["citations"] == []
+        assert result.found is False, (question, result.support, result.answer)
+        assert "沒有提到" in result.answer or "没有提到" in result.answer
+        assert result.citations == []
 
 
 def test_follow_up_is_condensed_with_the_history(service: Tongwen):
@@ -64,19 +64,19 @@ def test_follow_up_is_condensed_with_the_history(service: Tongwen):
         {"role": "assistant", "content": "盧森堡發布了第三次產業革命策略。[1]"},
     ]
     result = service.ask("那臺灣呢？", history=history)
-    assert result["question"] == "臺灣在2016年發布了什麼策略？"
+    assert result.question == "臺灣在2016年發布了什麼策略？"
     simp = service.ask("那台湾呢？", history=history)
-    assert simp["question"] == "台湾在2016年发布了什么策略？"
+    assert simp.question == "台湾在2016年发布了什么策略？"
 
 
 def test_sources_point_back_to_the_original_file(service: Tongwen, slice_corpus):
     hit = service.retrieve(GOLD["g001"].question_trad, 1)[0]
-    original = (slice_corpus / hit["doc"]).read_text("utf-8")
-    loc = hit["location"]
-    span = original[loc["start"] : loc["end"]]
+    original = (slice_corpus / hit.doc).read_text("utf-8")
+    loc = hit.location
+    span = original[loc.start : loc.end]
     # The chunk text is the cleaned original: same characters once whitespace is ignored.
-    assert "".join(span.split()).startswith("".join(hit["text"].split())[:20])
-    assert original.count("\n", 0, loc["start"]) + 1 == loc["line_start"]
+    assert "".join(span.split()).startswith("".join(hit.text.split())[:20])
+    assert original.count("\n", 0, loc.start) + 1 == loc.line_start
 
 
 def test_index_persists_and_reloads(service: Tongwen, make_store_settings, store: str):
@@ -88,11 +88,11 @@ def test_index_persists_and_reloads(service: Tongwen, make_store_settings, store
         assert service.snapshot.key == service.store.current_key()
     reopened = Tongwen(make_store_settings(service.settings.home, corpus_dir=service.settings.corpus_dir))
     question = GOLD["g047"].question_simp
-    assert [h["id"] for h in reopened.retrieve(question, 5)] == [h["id"] for h in service.retrieve(question, 5)]
+    assert [h.id for h in reopened.retrieve(question, 5)] == [h.id for h in service.retrieve(question, 5)]
 
 
 def test_json_answer_shape(service: Tongwen):
-    result = json.loads(json.dumps(service.ask(GOLD["g047"].question_trad), ensure_ascii=False))
+    result = json.loads(service.ask(GOLD["g047"].question_trad).model_dump_json())
     for key in ("answer", "found", "sources", "question", "citations", "backend", "timings"):
         assert key in result
     for source in result["sources"]:
@@ -111,6 +111,6 @@ def test_the_rerank_hook_reorders_the_candidate_pool(service: Tongwen):
     reranked = Tongwen(service.settings, reranker=last_first)
     result = reranked.ask(GOLD["g001"].question_trad, top_k=3)
     assert seen == [len(plain)] and len(plain) > 3
-    assert [s["id"] for s in result["sources"]] == [h["id"] for h in reversed(plain)][:3]
-    assert "rerank" in result["timings"]
-    assert "rerank" not in service.ask(GOLD["g001"].question_trad)["timings"]
+    assert [s.id for s in result.sources] == [h.id for h in reversed(plain)][:3]
+    assert "rerank" in result.timings
+    assert "rerank" not in service.ask(GOLD["g001"].question_trad).timings

@@ -39,6 +39,7 @@ from bench.api_load import machine, serve_app
 from bench.soak import ORIGINALS, UPLOADS, index_originals, problems, run_mixed_load, verify_documents
 from ingest.sources import Source
 from rag.errors import IndexCorrupt
+from rag.results import Answer
 from rag.service import Tongwen
 from tests.conftest import artifact_path
 from tests.servers import free_port, serve
@@ -175,8 +176,8 @@ def test_kill_9_while_embedding_keeps_the_previous_index(small_home, tmp_path, m
 
     fresh = Tongwen(make_settings(home))
     answer = fresh.ask(BRIDGE.question)
-    assert answer["found"] is True and answer["sources"][0]["doc"] == BRIDGE.name
-    assert "2018" in answer["answer"]
+    assert answer.found is True and answer.sources[0].doc == BRIDGE.name
+    assert "2018" in answer.answer
     assert len(fresh.documents()) == len(ORIGINALS)
 
     after = UPLOADS[0]
@@ -187,7 +188,7 @@ def test_kill_9_while_embedding_keeps_the_previous_index(small_home, tmp_path, m
     assert current_version(home) != before
     reloaded = Tongwen(make_settings(home))
     assert {d["name"] for d in reloaded.documents()} == {d.name for d in ORIGINALS} | {after.name}
-    assert reloaded.retrieve(after.question, top_k=1)[0]["doc"] == after.name
+    assert reloaded.retrieve(after.question, top_k=1)[0].doc == after.name
 
 
 # -- a damaged index -----------------------------------------------------------------------------
@@ -254,7 +255,7 @@ def test_damaged_index_says_how_to_rebuild(damaged_home, make_settings):
     repaired = Tongwen(settings)
     report = repaired.ingest([Source(d.name, d.text.encode("utf-8")) for d in ORIGINALS], rebuild=True)
     assert sorted(report.added) == sorted(d.name for d in ORIGINALS)
-    assert Tongwen(settings).retrieve(BRIDGE.question, top_k=1)[0]["doc"] == BRIDGE.name
+    assert Tongwen(settings).retrieve(BRIDGE.question, top_k=1)[0].doc == BRIDGE.name
 
 
 @pytest.mark.parametrize("damaged_home", ["truncated dense.faiss"], indirect=True)
@@ -329,20 +330,20 @@ def silent_llm() -> Iterator[tuple[str, list[bytes]]]:
         listener.close()
 
 
-def assert_fell_back(result: dict, timeout: float) -> None:
-    assert result["found"] is True, result
-    assert result["backend"].startswith("extractive (fallback"), result["backend"]
-    assert any("摘錄式" in n or "摘录式" in n for n in result["notes"]), result["notes"]
-    assert result["sources"][0]["doc"] == BRIDGE.name
-    assert "2018" in result["answer"] and result["citations"]
-    assert result["timings"]["generate"] <= (timeout + 3) * 1000, result["timings"]
+def assert_fell_back(result: Answer, timeout: float) -> None:
+    assert result.found is True, result
+    assert result.backend.startswith("extractive (fallback"), result.backend
+    assert any("摘錄式" in n or "摘录式" in n for n in result.notes), result.notes
+    assert result.sources[0].doc == BRIDGE.name
+    assert "2018" in result.answer and result.citations
+    assert result.timings["generate"] <= (timeout + 3) * 1000, result.timings
 
 
 def check_fallback_over_http(service: Tongwen, timeout: float) -> None:
     with serve(create_app(service=service, with_ui=False)) as url:
         r = httpx.post(f"{url}/api/ask", json={"question": BRIDGE.question}, timeout=60)
         assert r.status_code == 200, r.text
-        assert_fell_back(r.json(), timeout)
+        assert_fell_back(Answer.model_validate(r.json()), timeout)  # the wire is the model's JSON
         chat = {"model": "tongwen", "messages": [{"role": "user", "content": BRIDGE.question}]}
         r = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60)
         assert r.status_code == 200, r.text
@@ -355,7 +356,7 @@ def test_unreachable_llm_falls_back_to_extractive(small_home, make_settings):
     service = Tongwen(settings)
     result = service.ask(BRIDGE.question)
     assert_fell_back(result, timeout=3)
-    assert any("Connection" in n for n in result["notes"]), result["notes"]
+    assert any("Connection" in n for n in result.notes), result.notes
     check_fallback_over_http(service, timeout=3)
 
 
@@ -366,6 +367,6 @@ def test_hanging_llm_times_out_and_falls_back(small_home, make_settings):
         result = service.ask(BRIDGE.question)
         assert time.monotonic() - started < 30
         assert_fell_back(result, timeout=2)
-        assert any("Timeout" in n or "timed out" in n for n in result["notes"]), result["notes"]
+        assert any("Timeout" in n or "timed out" in n for n in result.notes), result.notes
         assert requests and requests[0].startswith(b"POST /v1/chat/completions")
         check_fallback_over_http(service, timeout=2)

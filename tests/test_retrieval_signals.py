@@ -96,9 +96,9 @@ def test_reranker_seam_rescores_the_candidate_pool(service: Tongwen):
     hits = reranked.retrieve(question, 3)
     assert scorer.pairs_seen == [len(service.retrieve(question, service.settings.candidate_k))]
     assert len(hits) == 3
-    digits = [sum(ch.isdigit() for ch in h["text"]) for h in hits]
+    digits = [sum(ch.isdigit() for ch in h.text) for h in hits]
     assert digits == sorted(digits, reverse=True)
-    assert [h["score"] for h in hits] == [float(d) for d in digits], "the score shown is the reranker's"
+    assert [h.score for h in hits] == [float(d) for d in digits], "the score shown is the reranker's"
 
 
 @pytest.mark.slow
@@ -108,7 +108,7 @@ def test_reranker_setting_loads_a_local_cross_encoder(service: Tongwen, test_hom
     settings = service.settings.model_copy(update={"reranker": str(test_home / "models" / "multilingual-e5-small")})
     hits = Tongwen(settings).retrieve("盧森堡的第三次產業革命計畫涵蓋哪些主題？", 3)
     assert len(hits) == 3
-    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def _case(item: str, split: str, dense_right: bool) -> Case:

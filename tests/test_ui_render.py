@@ -9,8 +9,10 @@ import pytest
 
 from rag.errors import CorruptDocument, UnsupportedFileType
 from rag.indexing import IngestReport
+from rag.results import Answer
 from rag.service import Tongwen
 from ui import conversations as convs
+from ui.answer_view import AnswerView
 from ui.documents import UPLOAD_SUFFIXES, progress_text, reader_html, report_markdown
 from ui.i18n import LOCALE_SCRIPT, STRINGS, error_text, script_for_locale, simplified, t
 from ui.render import answer_html, bot_message, highlight, parse_open_ref, quotes_by_source, sources_panel
@@ -20,12 +22,12 @@ QUESTION = "卢森堡第三次工业革命计划以哪些技术为基础？"
 
 
 @pytest.fixture(scope="module")
-def result(service: Tongwen) -> dict:
+def result(service: Tongwen) -> Answer:
     return service.ask(QUESTION, llm="extractive")
 
 
-def test_every_marker_links_to_the_sentence_it_relies_on(result: dict) -> None:
-    markers = re.findall(r"\[(\d)\]", result["answer"])
+def test_every_marker_links_to_the_sentence_it_relies_on(result: Answer) -> None:
+    markers = re.findall(r"\[(\d)\]", result.answer)
     assert len(markers) >= 2
     body = answer_html(result, turn=1, script="simplified")
     links = re.findall(r'<a class="tw-cite" href="#tw-src-1-(\d+)-q(\d+)" title="([^"]+)">\[(\d+)\]</a>', body)
@@ -33,10 +35,10 @@ def test_every_marker_links_to_the_sentence_it_relies_on(result: dict) -> None:
     quotes = quotes_by_source(result)
     for n, k, title, shown in links:
         assert n == shown and quotes[int(n)][int(k)] == title.replace("&quot;", '"')
-        assert title in result["sources"][int(n) - 1]["text"]
+        assert title in result.sources[int(n) - 1].text
 
 
-def test_every_quoted_sentence_is_marked_in_the_panel_and_under_the_answer(result: dict) -> None:
+def test_every_quoted_sentence_is_marked_in_the_panel_and_under_the_answer(result: Answer) -> None:
     quotes = quotes_by_source(result)
     count = sum(len(q) for q in quotes.values())
     assert count >= 2
@@ -96,12 +98,12 @@ def test_upload_report_says_per_file_what_happened() -> None:
     assert {".htm", ".markdown", ".pdf", ".docx"} <= set(UPLOAD_SUFFIXES)
 
 
-def test_conversations_keep_turns_history_and_titles(result: dict) -> None:
+def test_conversations_keep_turns_history_and_titles(result: Answer) -> None:
     store = convs.valid(None)
-    store = convs.add_turn(store, QUESTION, result["answer"], result)
+    store = convs.add_turn(store, QUESTION, result.answer, result)
     assert convs.history(convs.current(store)) == [
         {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": result["answer"]},
+        {"role": "assistant", "content": result.answer},
     ]
     messages = convs.chat_messages(convs.current(store), "simplified")
     assert messages[1]["content"] == bot_message(result, 1, "simplified")
@@ -116,13 +118,27 @@ def test_conversations_keep_turns_history_and_titles(result: dict) -> None:
     assert convs.valid({"conversations": "broken"})["conversations"][0]["turns"] == []
 
 
-def test_reader_marks_the_cited_passage(service: Tongwen, result: dict) -> None:
-    cited = result["citations"][0]
-    view = service.document_view(cited["doc_id"])
-    doc_id, seq, turn, n = parse_open_ref(f"#open:{cited['id']}:1:{cited['n']}")
-    assert (doc_id, turn, n) == (cited["doc_id"], 1, cited["n"])
-    page = reader_html(view, "traditional", seq, cited["quotes"], "r")
+def test_reader_marks_the_cited_passage(service: Tongwen, result: Answer) -> None:
+    cited = result.citations[0]
+    view = service.document_view(cited.doc_id)
+    doc_id, seq, turn, n = parse_open_ref(f"#open:{cited.id}:1:{cited.n}")
+    assert (doc_id, turn, n) == (cited.doc_id, 1, cited.n)
+    page = reader_html(view, "traditional", seq, cited.quotes, "r")
     assert page.count('class="tw-passage tw-target"') == 1
     assert page.count("<mark") >= 1 and view["title"] in page
     assert page.count('class="tw-chunk"') == len(view["chunks"])
     assert parse_open_ref("open:abc") == ("abc", None, 0, 0)
+
+
+def test_a_stored_turn_reads_back_typed_even_when_old_or_damaged(result: Answer) -> None:
+    """The browser keeps an answer's JSON; reading it back gives the same page, and a turn stored
+    by an older version (fields missing, keys of its own, a field in another shape) still shows."""
+    store = convs.add_turn(convs.valid(None), QUESTION, result.answer, result)
+    kept = convs.current(store)["turns"][0]["result"]
+    assert set(kept) == set(convs.KEPT_RESULT_KEYS) and kept["sources"][0] == result.sources[0].model_dump(mode="json")
+    again = convs.turn_result(store, 1)
+    assert again is not None and again.sources == result.sources and again.citations == result.citations
+    assert again.typed == QUESTION
+    old = AnswerView.read({"answer": "舊答案", "stopped": True, "error": "逾時", "timings": "broken", "sources": [1]})
+    assert (old.answer, old.error, old.sources, old.timings) == ("舊答案", "逾時", [], {})
+    assert AnswerView.read("not a dict") == AnswerView()

@@ -30,8 +30,10 @@ import gradio as gr
 from ingest.sources import Source
 from rag.errors import TongwenError
 from rag.generate import registry
+from rag.results import FinalEvent, QuestionEvent, TokenEvent
 from rag.service import Tongwen
 from ui import conversations as convs
+from ui.answer_view import AnswerView
 from ui.documents import (
     UPLOAD_SUFFIXES,
     documents_table,
@@ -117,8 +119,8 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         turns = conversation["turns"]
         panel = empty_panel(script)
         if turns:
-            last = convs.turn_result(store, len(turns)) or {}
-            panel = sources_panel(last, state="final", turn=len(turns), script=script, typed=last.get("typed", ""))
+            last = convs.turn_result(store, len(turns)) or AnswerView()
+            panel = sources_panel(last, state="final", turn=len(turns), script=script, typed=last.typed)
         listing = gr.update(choices=convs.choices(store, t("untitled", script)), value=store["current"])
         return convs.chat_messages(conversation, script), panel, listing
 
@@ -146,20 +148,20 @@ def build_ui(service: Tongwen) -> gr.Blocks:
             return
         history = convs.history(conversation, settings.max_history_chars)
         chat = [*chat, {"role": "user", "content": user_message(question)}, {"role": "assistant", "content": "…"}]
-        panel = sources_panel({}, state="pending", turn=turn, script=script)
+        panel = sources_panel(AnswerView(), state="pending", turn=turn, script=script)
         yield chat, panel, "", gr.skip(), gr.skip()
         answer = ""
         try:
             for event in service.ask_stream(question, history, int(top_k), backend or None):
-                if event["type"] == "question":
+                if isinstance(event, QuestionEvent):
                     panel = sources_panel(event, state="pending", turn=turn, script=script, typed=question)
                     yield chat, panel, "", gr.skip(), gr.skip()
-                elif event["type"] == "token":
-                    answer += event["text"]
+                elif isinstance(event, TokenEvent):
+                    answer += event.text
                     chat[-1] = {"role": "assistant", "content": plain_answer(answer)}
                     yield chat, gr.skip(), "", gr.skip(), gr.skip()
-                elif event["type"] == "final":
-                    store = convs.add_turn(store, question, event["answer"], event)
+                elif isinstance(event, FinalEvent):
+                    store = convs.add_turn(store, question, event.answer, event)
                     chat, _, listing = conversation_view(store, script)
                     panel = sources_panel(event, state="final", turn=turn, script=script, typed=question)
                     yield chat, panel, "", store, listing
@@ -171,7 +173,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
             yield from failed(store, question, turn, script, t("internal_error", script, kind=type(exc).__name__))
 
     def failed(store: convs.Store, question: str, turn: int, script: str, message: str) -> Iterator[tuple[Any, ...]]:
-        store = convs.add_turn(store, question, "", {"error": message, "answer": f"⚠️ {message}"})
+        store = convs.add_turn(store, question, "", AnswerView(answer=f"⚠️ {message}", error=message))
         chat, _, listing = conversation_view(store, script)
         yield chat, error_panel(message, turn, script), "", store, listing
 
@@ -196,7 +198,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         last = chat[-1] if chat and chat[-1].get("role") == "assistant" else {}
         partial = html.unescape(_TAGS.sub("", message_text(last.get("content")).replace("<br>", "\n"))).strip("…")
         answer = partial + t("stopped", script)
-        store = convs.add_turn(store, question, answer, {"answer": answer, "stopped": True})
+        store = convs.add_turn(store, question, answer, AnswerView(answer=answer))
         chat, panel, listing = conversation_view(store, script)
         return chat, panel, store, listing
 
@@ -207,9 +209,9 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         result = convs.turn_result(convs.valid(store), turn)
         if result is None:
             return gr.skip()
-        if result.get("error"):
-            return error_panel(result["error"], turn, script)
-        return sources_panel(result, state="final", turn=turn, script=script, typed=result.get("typed", ""))
+        if result.error:
+            return error_panel(result.error, turn, script)
+        return sources_panel(result, state="final", turn=turn, script=script, typed=result.typed)
 
     def clear_chat(store: Any, script: str) -> tuple[Any, ...]:
         store = convs.clear_current(store)
@@ -254,7 +256,7 @@ def build_ui(service: Tongwen) -> gr.Blocks:
         doc_id, seq, turn, n = parse_open_ref(ref)
         quotes: list[str] = []
         if turn and n:
-            result = convs.turn_result(convs.valid(store), turn) or {}
+            result = convs.turn_result(convs.valid(store), turn) or AnswerView()
             quotes = quotes_by_source(result).get(n, [])
         try:
             view = service.document_view(doc_id)

@@ -89,15 +89,15 @@ def ask(
     except TongwenError as exc:
         raise _fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False, indent=2))
         return
-    typer.echo(result["answer"])
-    for note in result["notes"]:
+    typer.echo(result.answer)
+    for note in result.notes:
         typer.secho(note, fg=typer.colors.YELLOW)
     typer.echo("")
-    for src in result["sources"]:
-        loc = src["location"]
-        typer.echo(f"[{src['n']}] {src['doc']} 行 {loc['line_start']}-{loc['line_end']} {src['heading']}")
+    for src in result.sources:
+        loc = src.location
+        typer.echo(f"[{src.n}] {src.doc} 行 {loc.line_start}-{loc.line_end} {src.heading}")
 
 
 @app.command()

@@ -4,7 +4,10 @@
 first. A turn is ``{"question", "answer", "result"}``: ``answer`` is the text the service gave
 (what the next question's history needs), ``result`` the parts of the service's answer the page
 renders again after a reload (sources, citations, found, notes, backend, condensed question).
-Nothing here knows about Gradio: the chat module loads and saves the dict.
+This is the storage boundary: answers come in as models (``rag.results.Answer`` or the page's
+``AnswerView``), are kept as their JSON, and are read back as ``AnswerView``s, tolerantly (turns
+stored by an older version may lack fields). Nothing here knows about Gradio: the chat module loads
+and saves the dict.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from rag.results import Answer
+from ui.answer_view import AnswerView
 from ui.render import bot_message, user_message
 
 MAX_CONVERSATIONS = 30  # the browser's storage is small (about 5 MB per site)
@@ -65,17 +70,18 @@ def select(store: Store, conversation_id: str | None) -> Store:
     return store
 
 
-def kept_result(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: result[key] for key in KEPT_RESULT_KEYS if key in result}
+def kept_result(result: Answer | AnswerView | None) -> dict[str, Any]:
+    """The JSON of an answer the browser keeps (``KEPT_RESULT_KEYS`` that it has)."""
+    return AnswerView.of(result).stored(KEPT_RESULT_KEYS) if result is not None else {}
 
 
-def add_turn(store: Store, question: str, answer: str, result: Mapping[str, Any] | None) -> Store:
+def add_turn(store: Store, question: str, answer: str, result: Answer | AnswerView | None) -> Store:
     """The current conversation with one more turn, moved to the top of the list."""
     store = valid(store)
     conversation = dict(current(store))
     conversation["turns"] = [
         *conversation["turns"],
-        {"question": question, "answer": answer, "result": kept_result(result or {})},
+        {"question": question, "answer": answer, "result": kept_result(result)},
     ]
     conversation["title"] = conversation["title"] or question[:TITLE_CHARS]
     conversation["updated"] = time.time()
@@ -127,8 +133,7 @@ def chat_messages(conversation: Conversation, script: str) -> list[dict[str, str
     messages = []
     for number, turn in enumerate(conversation["turns"], start=1):
         messages.append({"role": "user", "content": user_message(turn["question"])})
-        result = {"answer": turn.get("answer", ""), **(turn.get("result") or {})}
-        result["answer"] = turn.get("answer", "")
+        result = AnswerView.read({**(turn.get("result") or {}), "answer": turn.get("answer", "")})
         messages.append({"role": "assistant", "content": bot_message(result, number, script)})
     return messages
 
@@ -138,10 +143,12 @@ def choices(store: Store, untitled: str) -> list[tuple[str, str]]:
     return [(c["title"] or untitled, c["id"]) for c in valid(store)["conversations"]]
 
 
-def turn_result(store: Store, turn: int) -> dict[str, Any] | None:
+def turn_result(store: Store, turn: int) -> AnswerView | None:
     """The stored answer of turn ``turn`` (1-based) of the current conversation."""
     turns = current(valid(store))["turns"]
     if not 1 <= turn <= len(turns):
         return None
     stored = turns[turn - 1]
-    return {**(stored.get("result") or {}), "answer": stored.get("answer", ""), "typed": stored["question"]}
+    return AnswerView.read(
+        {**(stored.get("result") or {}), "answer": stored.get("answer", ""), "typed": stored["question"]}
+    )

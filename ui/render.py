@@ -1,7 +1,8 @@
 """HTML for answers and their sources: clickable ``[n]`` markers and every quoted sentence marked.
 
-Pure functions of the service's answer (``Tongwen.ask`` / the ``final`` event of ``ask_stream``),
-testable without a browser. Stable hooks for the page script and for tests:
+Pure functions of the service's answer (``Tongwen.ask`` / the events of ``ask_stream``, or a turn
+restored from the browser: see ``ui.answer_view``), testable without a browser. Stable hooks for
+the page script and for tests:
 
 * ``a.tw-cite`` — a ``[n]`` marker; ``href="#tw-src-T-N-qK"`` names turn T, source N and the K-th
   sentence quoted from it; ``title`` is that sentence (shown on hover).
@@ -23,6 +24,8 @@ from typing import Any
 from ingest.sentences import split_sentences
 from rag.cite import best_quote
 from rag.generate import registry
+from rag.results import Location, Source
+from ui.answer_view import AnswerView, Shown
 from ui.i18n import in_script, t
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -41,13 +44,19 @@ def message_text(content: Any) -> str:
     return str(content)
 
 
-def location_text(location: Mapping[str, Any] | None, script: str) -> str:
+def location_text(location: Location | Mapping[str, Any] | None, script: str) -> str:
+    """「第 3 頁，第 10–12 行」: a source's location, or a passage's from ``Tongwen.document_view``."""
     if not location:
         return ""
+    if isinstance(location, Mapping):
+        try:
+            location = Location.model_validate(location)
+        except ValueError:
+            return ""
     parts = []
-    if location.get("page"):
-        parts.append(t("page", script, page=location["page"]))
-    start, end = location.get("line_start"), location.get("line_end")
+    if location.page:
+        parts.append(t("page", script, page=location.page))
+    start, end = location.line_start, location.line_end
     if start:
         parts.append(
             t("line", script, line=start) if not end or end == start else t("lines", script, start=start, end=end)
@@ -55,34 +64,36 @@ def location_text(location: Mapping[str, Any] | None, script: str) -> str:
     return "，".join(parts)
 
 
-def quotes_by_source(result: Mapping[str, Any]) -> dict[int, list[str]]:
+def quotes_by_source(shown: Shown) -> dict[int, list[str]]:
     """Source number -> every sentence of it the answer leans on, in order of first use.
 
     The service's ``citations`` (``quotes``) come first; each citing sentence of the answer adds
     its own closest sentence (``rag.chain.best_quote``, the function the service uses), so every
     ``[n]`` has a highlighted sentence to point at, also for answers stored before ``quotes``.
     """
-    sources = result.get("sources") or []
+    result = AnswerView.of(shown)
+    sources = result.sources
     out: dict[int, list[str]] = {}
-    for citation in result.get("citations") or []:
-        quotes = citation.get("quotes") or [citation.get("quote", "")]
-        out.setdefault(int(citation["n"]), []).extend(q for q in quotes if q)
-    answer = str(result.get("answer") or "")
+    for citation in result.citations:
+        quotes = citation.quotes or [citation.quote]
+        out.setdefault(citation.n, []).extend(q for q in quotes if q)
+    answer = result.answer
     for start, end in split_sentences(answer):
         sentence = answer[start:end]
         for match in CITATION.finditer(sentence):
             n = int(match.group(1))
             if 1 <= n <= len(sources):
-                quote = best_quote(sentence, str(sources[n - 1].get("text", "")))
+                quote = best_quote(sentence, sources[n - 1].text)
                 if quote and quote not in out.setdefault(n, []):
                     out[n].append(quote)
     return {n: list(dict.fromkeys(q for q in quotes if q)) for n, quotes in out.items()}
 
 
-def answer_html(result: Mapping[str, Any], turn: int, script: str) -> str:
+def answer_html(shown: Shown, turn: int, script: str) -> str:
     """The answer, escaped, each ``[n]`` a link to the sentence of source n it relies on."""
-    answer = str(result.get("answer") or "")
-    sources = result.get("sources") or []
+    result = AnswerView.of(shown)
+    answer = result.answer
+    sources = result.sources
     quotes = quotes_by_source(result)
     out = []
     spans = split_sentences(answer) or [(0, len(answer))]
@@ -95,7 +106,7 @@ def answer_html(result: Mapping[str, Any], turn: int, script: str) -> str:
             out.append(_escape(sentence[pos : match.start()]))
             n = int(match.group(1))
             if 1 <= n <= len(sources):
-                quote = best_quote(sentence, str(sources[n - 1].get("text", "")))
+                quote = best_quote(sentence, sources[n - 1].text)
                 k = quotes.get(n, []).index(quote) if quote in quotes.get(n, []) else 0
                 out.append(f'<a class="tw-cite" href="#tw-src-{turn}-{n}-q{k}" title="{html.escape(quote)}">[{n}]</a>')
             else:
@@ -145,45 +156,45 @@ def parse_open_ref(ref: str) -> tuple[str, int | None, int, int]:
     return doc_id, number(1), number(2) or 0, number(3) or 0
 
 
-def source_items(result: Mapping[str, Any], turn: int, script: str, prefix: str) -> str:
+def source_items(result: AnswerView, turn: int, script: str, prefix: str) -> str:
     """One ``<details>`` per source; cited ones open, every quoted sentence marked."""
     quotes = quotes_by_source(result)
     out = []
-    for src in result.get("sources") or []:
-        n = int(src.get("n", 0))
+    for src in result.sources:
+        n = src.n
         cited = n in quotes
         element_id = f"{prefix}-{turn}-{n}"
         summary = [
             f'<span class="tw-n">[{n}]</span>',
-            f'<span class="tw-doc">{html.escape(str(src.get("doc", "")))}</span>',
+            f'<span class="tw-doc">{html.escape(src.doc)}</span>',
         ]
-        if src.get("heading"):
-            summary.append(f'<span class="tw-heading">{html.escape(str(src["heading"]))}</span>')
-        where = location_text(src.get("location"), script)
+        if src.heading:
+            summary.append(f'<span class="tw-heading">{html.escape(src.heading)}</span>')
+        where = location_text(src.location, script)
         if where:
             summary.append(f'<span class="tw-loc">{where}</span>')
         if cited:
             summary.append(f'<span class="tw-badge">{t("cited", script)}</span>')
         opened = " open" if cited or (not quotes and n == 1) else ""
-        link = open_ref(str(src.get("id", "")), turn, n)
+        link = open_ref(src.id, turn, n)
         out.append(
             f'<details class="tw-source{" tw-cited" if cited else ""}" id="{element_id}"{opened}'
             f' title="{html.escape(score_text(src, script))}">'
             f"<summary>{'　'.join(summary)}</summary>"
-            f'<div class="tw-text">{highlight(str(src.get("text", "")), quotes.get(n, []), element_id)}</div>'
+            f'<div class="tw-text">{highlight(src.text, quotes.get(n, []), element_id)}</div>'
             f'<a class="tw-open-doc" href="{link}">{t("open_document", script)} ›</a>'
             "</details>"
         )
     return "".join(out)
 
 
-def score_text(src: Mapping[str, Any], script: str) -> str:
+def score_text(src: Source, script: str) -> str:
     """Retrieval scores for a tooltip (fused RRF scores are tiny numbers, not for the headline)."""
-    parts = [t("score.fused", script, value=src["score"])] if src.get("score") is not None else []
-    if src.get("dense_score") is not None:
-        parts.append(t("score.dense", script, value=src["dense_score"]))
-    if src.get("keyword_score") is not None:
-        parts.append(t("score.keyword", script, value=src["keyword_score"]))
+    parts = [t("score.fused", script, value=src.score)]
+    if src.dense_score is not None:
+        parts.append(t("score.dense", script, value=src.dense_score))
+    if src.keyword_score is not None:
+        parts.append(t("score.keyword", script, value=src.keyword_score))
     return "，".join(parts)
 
 
@@ -193,7 +204,7 @@ def backend_name(backend: str, script: str) -> str:
 
 
 def sources_panel(
-    result: Mapping[str, Any],
+    shown: Shown,
     *,
     state: str,
     turn: int,
@@ -203,22 +214,23 @@ def sources_panel(
 ) -> str:
     """The sources panel for one answer. ``data-state`` (pending/final/error/empty) and
     ``data-turn`` say which answer it shows and whether it is done (a hook for tests)."""
-    sources = result.get("sources") or []
+    result = AnswerView.of(shown)
+    sources = result.sources
     out = [f'<div class="tw-sources" data-state="{state}" data-turn="{turn}" id="tw-panel-{turn}">']
     if error:
         out.append(f'<div class="tw-note tw-error">{t("error", script, message=html.escape(error))}</div>')
-    condensed = str(result.get("question") or "").strip()
+    condensed = result.question.strip()
     if condensed and typed and condensed != typed.strip():
         out.append(f'<div class="tw-note tw-condensed">{t("condensed", script, question=html.escape(condensed))}</div>')
-    if state == "final" and not result.get("found") and not error:
+    if state == "final" and not result.found and not error:
         out.append(f'<div class="tw-note tw-warn tw-notfound">{t("not_found", script)}</div>')
-    if state == "final" and result.get("backend") == "extractive" and result.get("found"):
+    if state == "final" and result.backend == "extractive" and result.found:
         out.append(f'<div class="tw-note tw-extractive">{t("extractive_note", script)}</div>')
     if state == "pending":
         out.append(f'<p class="tw-meta">{t("generating", script)}</p>')
-    if result.get("backend"):
-        meta = [t("backend_used", script, backend=html.escape(backend_name(str(result["backend"]), script)))]
-        timings = result.get("timings") or {}
+    if result.backend:
+        meta = [t("backend_used", script, backend=html.escape(backend_name(result.backend, script)))]
+        timings = result.timings
         if "total" in timings:
             meta.append(t("took", script, seconds=timings["total"] / 1000))
         out.append(f'<p class="tw-meta">{"　·　".join(meta)}</p>')
@@ -237,14 +249,15 @@ def empty_panel(script: str) -> str:
 
 
 def error_panel(message: str, turn: int, script: str) -> str:
-    return sources_panel({}, state="error", turn=turn, script=script, error=message)
+    return sources_panel(AnswerView(), state="error", turn=turn, script=script, error=message)
 
 
-def bot_message(result: Mapping[str, Any], turn: int, script: str) -> str:
+def bot_message(shown: Shown, turn: int, script: str) -> str:
     """An answer as the chat shows it: linked markers, then its sources folded under it (shown
     on narrow screens only, where there is no room for the panel beside the conversation)."""
+    result = AnswerView.of(shown)
     body = answer_html(result, turn, script)
-    sources = result.get("sources") or []
+    sources = result.sources
     if not sources:
         return body
     return (

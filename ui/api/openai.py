@@ -13,37 +13,51 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from rag.errors import TongwenError
 from rag.generate.base import GenerationOptions
+from rag.results import Answer, FinalEvent, TokenEvent
 from rag.service import Tongwen
 from ui.api.errors import stream_error
 from ui.api.history import checked_history
-from ui.api.schemas import ChatRequest, model_names
+from ui.api.schemas import ChatRequest, CitedCompletion, CitedCompletionChunk, model_names
 from ui.api.sse import event
 
-EXTRA_FIELDS = ("question", "sources", "citations", "found", "backend")
+
+def cited_fields(result: Answer) -> dict[str, Any]:
+    """Tongwen's fields that ride along on a completion (and on the last stream chunk)."""
+    return {
+        "question": result.question,
+        "sources": result.sources,
+        "citations": result.citations,
+        "found": result.found,
+        "backend": result.backend,
+    }
 
 
-def sources_footer(result: dict[str, Any]) -> str:
+def sources_footer(result: Answer) -> str:
     """The cited sources as plain text after the answer, so any client shows them; each with its
     line range, so two passages of one file can be told apart. A refusal cites nothing."""
-    if not result["found"]:
+    if not result.found:
         return ""
-    cited = {c["n"] for c in result["citations"]}
+    cited = {c.n for c in result.citations}
     lines = []
-    for s in result["sources"]:
-        if s["n"] in cited:
-            loc = s["location"]
-            where = f"第 {loc['line_start']}–{loc['line_end']} 行"
-            lines.append(f"[{s['n']}] {s['doc']} {where} {s['heading']}".rstrip())
+    for s in result.sources:
+        if s.n in cited:
+            where = f"第 {s.location.line_start}–{s.location.line_end} 行"
+            lines.append(f"[{s.n}] {s.doc} {where} {s.heading}".rstrip())
     if not lines:
         return ""
-    title = "来源" if result["script"] == "simplified" else "來源"
+    title = "来源" if result.script == "simplified" else "來源"
     return f"\n\n{title}：\n" + "\n".join(lines)
 
 
@@ -61,7 +75,7 @@ class AnswerLimits:
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.sent = ""
         self.pending = ""
-        self.finish: str | None = None  # "stop" (a stop string) or "length" once the answer is cut
+        self.finish: Literal["stop", "length"] | None = None  # "stop" (a stop string), "length" once cut
 
     def feed(self, piece: str) -> str:
         """The part of ``piece`` that may be sent now."""
@@ -110,11 +124,17 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "tongwen"} for n in names]}
 
-    @api.post("/v1/chat/completions", response_model=None)
-    def chat(body: ChatRequest) -> dict[str, Any] | EventSourceResponse:
+    @api.post(
+        "/v1/chat/completions",
+        response_model=CitedCompletion,
+        response_model_exclude_unset=True,  # OpenAI's optional fields we do not fill stay out of the JSON
+        responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream: true`: SSE chunks."}},
+    )
+    def chat(body: ChatRequest) -> CitedCompletion | EventSourceResponse:
         """OpenAI-compatible chat. The model name picks the backend (`tongwen-extractive` …);
         the reply carries `[n]` markers, a footer of the cited sources, `usage`, and extra
-        `question`/`sources`/`citations`/`found` fields."""
+        `question`/`sources`/`citations`/`found` fields. With `stream: true`, Server-Sent Events
+        of `chat.completion.chunk`s, then `[DONE]`."""
         turns = [m for m in body.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise TongwenError("The last message must be the user's question.")
@@ -128,41 +148,37 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
         limits = AnswerLimits(body, count_tokens)
         options = GenerationOptions(body.temperature, limits.max_tokens)
 
-        def usage(content: str) -> dict[str, int]:
+        def usage(content: str) -> CompletionUsage:
             completion = count_tokens(content)
-            return {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion,
-            }
+            return CompletionUsage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion
+            )
 
         if not body.stream:
             result = service.ask(question, history, body.top_k, backend, options)
-            content = limits.apply(result["answer"])
+            content = limits.apply(result.answer)
             content += "" if limits.finish else sources_footer(result)
-            return {
+            message = ChatCompletionMessage(role="assistant", content=content)
+            return CitedCompletion(
                 **base,
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": limits.finish or "stop",
-                    }
-                ],
-                "usage": usage(content),
-                **{k: result[k] for k in EXTRA_FIELDS},
-            }
+                object="chat.completion",
+                choices=[Choice(index=0, message=message, finish_reason=limits.finish or "stop")],
+                usage=usage(content),
+                **cited_fields(result),
+            )
 
         events = service.ask_stream(question, history, body.top_k, backend, options)
         next(events)  # validation errors surface here, before the 200 is sent
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> ServerSentEvent:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish}]
-            return event(None, {**base, "object": "chat.completion.chunk", "choices": choices, **extra})
+        def chunk(choices: list[ChunkChoice], **extra: Any) -> ServerSentEvent:
+            data = CitedCompletionChunk(**base, object="chat.completion.chunk", choices=choices, **extra)
+            return event(None, data.model_dump(mode="json", exclude_unset=True))
+
+        def delta(delta: ChoiceDelta, finish: Literal["stop", "length"] | None = None, **extra: Any) -> ServerSentEvent:
+            return chunk([ChunkChoice(index=0, delta=delta, finish_reason=finish)], **extra)
 
         def stream() -> Iterator[ServerSentEvent]:
-            yield chunk({"role": "assistant", "content": ""})
+            yield delta(ChoiceDelta(role="assistant", content=""))
             try:
                 yield from answer_chunks()
             except Exception as exc:  # OpenAI clients raise on a `data: {"error": …}` chunk
@@ -172,19 +188,19 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
         def answer_chunks() -> Iterator[ServerSentEvent]:
             content = ""
             for item in events:
-                if item["type"] == "token":
-                    piece = limits.feed(item["text"])
+                if isinstance(item, TokenEvent):
+                    piece = limits.feed(item.text)
                     if piece:
                         content += piece
-                        yield chunk({"content": piece})
-                elif item["type"] == "final":
+                        yield delta(ChoiceDelta(content=piece))
+                elif isinstance(item, FinalEvent):
                     tail = limits.flush()
                     footer = "" if limits.finish else sources_footer(item)
                     content += tail + footer
-                    extra = {k: item[k] for k in EXTRA_FIELDS}
-                    yield chunk({"content": tail + footer}, limits.finish or "stop", answer=item["answer"], **extra)
+                    last = ChoiceDelta(content=tail + footer)
+                    yield delta(last, limits.finish or "stop", answer=item.answer, **cited_fields(item))
             if body.stream_options and body.stream_options.include_usage:
-                yield event(None, {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage(content)})
+                yield chunk([], usage=usage(content))
 
         return EventSourceResponse(stream(), sep="\n", ping=15)
 

@@ -1,4 +1,5 @@
-"""The shapes of requests the HTTP API accepts (responses: ``rag.results``).
+"""The shapes of requests the HTTP API accepts (responses: ``rag.results``, and OpenAI's own
+types from the ``openai`` package, with Tongwen's fields added, for ``/v1/chat/completions``).
 
 ``top_k`` is optional everywhere: left out, the server's ``TONGWEN_TOP_K`` applies.
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field
 
 from rag.errors import InvalidText
 from rag.generate.registry import names
+from rag.results import Citation, Source
 
 Backend = Literal[names()]  # type: ignore[valid-type]  # built from the registry: one list of names
 MODEL_PREFIX = "tongwen"
@@ -75,3 +78,27 @@ class ChatRequest(BaseModel):
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+class CitedCompletion(ChatCompletion):
+    """OpenAI's chat completion plus what Tongwen knows about the answer. OpenAI clients keep the
+    extra fields (their models allow extras), so ``completion.sources`` works in the ``openai``
+    package too. Sent with ``exclude_unset``: OpenAI's optional fields we do not fill stay out."""
+
+    question: str = Field(description="The question as understood (a follow-up made standalone).")
+    sources: list[Source]
+    citations: list[Citation]
+    found: bool
+    backend: str
+
+
+class CitedCompletionChunk(ChatCompletionChunk):
+    """A stream chunk; the last one (with ``finish_reason``) also carries the fields of
+    :class:`CitedCompletion` and the whole ``answer``."""
+
+    answer: str | None = None
+    question: str | None = None
+    sources: list[Source] | None = None
+    citations: list[Citation] | None = None
+    found: bool | None = None
+    backend: str | None = None

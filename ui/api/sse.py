@@ -8,12 +8,19 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from rag.results import StreamEvent
 from ui.api.errors import stream_error
 
 
 def event(name: str | None, data: Any) -> ServerSentEvent:
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return ServerSentEvent(data=payload, event=name, sep="\n")
+
+
+def stream_event(item: StreamEvent) -> ServerSentEvent:
+    """One event of ``Tongwen.ask_stream``, named by its type, with ``type`` first in its JSON as
+    before the events were typed (a final event's ``type`` field comes last in the model)."""
+    return event(item.type, {"type": item.type, **item.model_dump(mode="json")})
 
 
 def sse_response(events: Iterator[ServerSentEvent]) -> EventSourceResponse:
