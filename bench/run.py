@@ -115,16 +115,16 @@ def main() -> None:
             t = time.perf_counter()
             first = None
             for event in service.ask_stream(questions[0], llm="local"):
-                if event["type"] == "token" and first is None:
+                if event.type == "token" and first is None:
                     first = time.perf_counter() - t
-                if event["type"] == "final":
-                    results["local_backend"] = event["backend"]
+                if event.type == "final":
+                    results["local_backend"] = event.backend
             results["local_first_token_s_incl_load"] = first
             results["local_total_s_incl_load"] = time.perf_counter() - t
             t = time.perf_counter()
             first = None
             for event in service.ask_stream(questions[2], llm="local"):
-                if event["type"] == "token" and first is None:
+                if event.type == "token" and first is None:
                     first = time.perf_counter() - t
             results["local_first_token_s"] = first
             results["local_total_s"] = time.perf_counter() - t
