@@ -4,7 +4,8 @@ sentence-transformers' own ``backend="onnx"`` would need ``optimum`` (which pins
 < 4.58 while this project runs 5.x) and imports torch anyway, which is what this module exists
 to avoid: a server that only embeds queries then needs neither torch's start-up time nor its
 resident memory. The pipeline is exactly the sentence-transformers one for the models
-``rag.onnx_export`` accepts: ``tokenizer.json`` → graph → mean pooling over the attention mask →
+``rag.onnx_export`` accepts: tokenizer (``rag.onnx_tokenizer``: sentencepiece rebuilt from
+``tokenizer.json``, ~280 MB lighter than ``tokenizers``) → graph → mean pooling over the attention mask →
 L2 normalisation.
 
 :class:`OnnxEncoder` speaks the small part of ``SentenceTransformer``'s API that
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rag.onnx_export import TOKENIZER_FILE, OnnxExport
+from rag.onnx_tokenizer import Tokenizer, load_tokenizer
 
 
 def mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -33,12 +35,11 @@ def mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class _TokenCounter:
     """Callable like a transformers tokenizer for the one use ``EmbeddingModel.count_tokens`` has."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
 
     def __call__(self, texts: Sequence[str], add_special_tokens: bool = True, **_ignored: Any) -> dict[str, list]:
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        return {"input_ids": [e.ids for e in encodings]}
+        return {"input_ids": self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)}
 
 
 class OnnxEncoder:
@@ -51,14 +52,13 @@ class OnnxEncoder:
 
     def __init__(self, export: OnnxExport, file_name: str, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.export = export
         self.file_name = file_name
         self.max_seq_length = export.max_seq_length
         # No truncation or padding configured on the tokenizer: the same object counts tokens
         # (untruncated) and encodes (truncated and padded below), and stays free of mutable state.
-        self._tokenizer = Tokenizer.from_file(str(export.path(TOKENIZER_FILE)))
+        self._tokenizer = load_tokenizer(export.folder, export.path(TOKENIZER_FILE))
         self.tokenizer = _TokenCounter(self._tokenizer)
         options = ort.SessionOptions()
         # EXTENDED has the transformer fusions (attention, LayerNorm, GELU); ALL adds layout
@@ -76,8 +76,7 @@ class OnnxEncoder:
         """Token ids and mask, truncated like transformers (content cut, closing special token
         kept) and right-padded with the pad id."""
         rows = []
-        for enc in self._tokenizer.encode_batch(list(texts)):
-            ids = enc.ids
+        for ids in self._tokenizer.encode_batch(list(texts)):
             if len(ids) > self.max_seq_length:
                 ids = ids[: self.max_seq_length - 1] + ids[-1:]
             rows.append(ids)

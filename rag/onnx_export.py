@@ -13,7 +13,8 @@ not optimum or sentence-transformers' ``export_dynamic_quantized_onnx_model``: b
 exporter refused the rebuilt e5 folder ("Unrecognized model").
 
 The files go to a sibling folder ``<model>-onnx`` (self-contained: the two graphs plus
-``tokenizer.json`` and a marker). Like every build (``rag.build``), it is written to a temporary
+``tokenizer.json``, its sentencepiece rebuild (``rag.onnx_tokenizer``; what serving loads) and a
+marker). Like every build (``rag.build``), it is written to a temporary
 folder, checked against the torch model, and renamed into place; the marker (written last)
 records the source folder's fingerprint, so a rebuilt source model triggers a new export, and a
 file lock keeps two processes from exporting the same folder at once.
@@ -35,7 +36,8 @@ from rag.build import Progress, build_dir, complete_marker, lock_file_for, locke
 from rag.errors import ModelUnavailable
 
 #: Bump when the exported files change in any way, so old exports are rebuilt.
-FORMAT_VERSION = 1
+#: 2: sentencepiece tokenizer files beside tokenizer.json.
+FORMAT_VERSION = 2
 MARKER_NAME = "tongwen-onnx.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_qint8.onnx"
@@ -49,6 +51,17 @@ _CHECK_TEXTS = (
     "passage: 台湾的半导体产业在全球芯片供应链中扮演关键角色，台积电的先进制程领先世界。",
     "query: 美中科技戰的焦點是什麼？",
     "query: The quick brown fox jumps over the lazy dog.",
+)
+#: Whitespace, width, marks and added tokens: where a tokenizer rebuild would go wrong first.
+_TOKENIZER_CHECK_TEXTS = (
+    *_CHECK_TEXTS,
+    "",
+    "  lead  and  trail  \n",
+    "tab\there\r\nnew\n\nline\u3000全形　空格",
+    "ＡＢＣ１２３ｶﾀｶﾅ ﬁ ½ ① e\u0301 Ａ\u0301 İstanbul ß",
+    "emoji 😀👍🏽 👨‍👩‍👧 \u200b\ufeff ▁▁x",
+    "iPhone15售價NT$29,900元，約合US$1,000。",
+    "a<s>b</s> <mask> c <pad><unk>",
 )
 
 
@@ -210,6 +223,7 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
     say("Quantising the ONNX model to int8…")
     _quantise(folder / FP32_FILE, folder / INT8_FILE)
     shutil.copyfile(model_dir / TOKENIZER_FILE, folder / TOKENIZER_FILE)
+    tokenizer = _write_light_tokenizer(folder, say)
 
     from tokenizers import Tokenizer
 
@@ -227,9 +241,32 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
         "dimension": dimension,
         "max_seq_length": max_seq_length,
         "pad_id": int(pad_id),
+        "tokenizer": tokenizer,
         "opset": 17,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _write_light_tokenizer(folder: Path, say: Progress) -> str:
+    """Rebuild tokenizer.json with sentencepiece when it is XLM-R's Unigram; which one serving uses.
+
+    The rebuild must give the same ids as ``tokenizers`` on the check texts, else it is deleted
+    and serving keeps ``tokenizers`` (correct, only ~280 MB heavier).
+    """
+    from tokenizers import Tokenizer
+
+    from rag.onnx_tokenizer import SPM_EXTRA_FILE, SPM_MODEL_FILE, SentencePieceTokenizer, write_sentencepiece
+
+    if not write_sentencepiece(folder / TOKENIZER_FILE, folder):
+        return "tokenizers"
+    reference = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    expected = [e.ids for e in reference.encode_batch(list(_TOKENIZER_CHECK_TEXTS))]
+    if SentencePieceTokenizer(folder).encode_batch(_TOKENIZER_CHECK_TEXTS) == expected:
+        return "sentencepiece"
+    say("The sentencepiece rebuild of tokenizer.json gives other ids; serving keeps the tokenizers library.")
+    for name in (SPM_MODEL_FILE, SPM_EXTRA_FILE):
+        (folder / name).unlink()
+    return "tokenizers"
 
 
 def _quantise(source: Path, target: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,16 @@ import numpy as np
 import pytest
 
 from rag.embeddings import DEFAULT_MODEL_DIRNAME, EmbeddingModel, load_embedding_model, prepare_onnx
+from rag.onnx_encoder import OnnxEncoder
 from rag.onnx_export import FP32_FILE, INT8_FILE, MARKER_NAME, TOKENIZER_FILE, load_export, onnx_dir_for
+from rag.onnx_tokenizer import (
+    SPM_EXTRA_FILE,
+    SPM_MODEL_FILE,
+    HfTokenizer,
+    SentencePieceTokenizer,
+    load_tokenizer,
+    write_sentencepiece,
+)
 from rag.service import Tongwen
 from rag.store.snapshot import Manifest
 from tests.conftest import CORPUS, PROJECT
@@ -49,7 +59,8 @@ def test_prepare_builds_both_graphs_and_a_marker(model_folder: Path) -> None:
     export = load_export(model_folder)
     assert export is not None and export.folder == onnx_dir_for(model_folder)
     marker = json.loads((export.folder / MARKER_NAME).read_text(encoding="utf-8"))
-    assert {FP32_FILE, INT8_FILE, TOKENIZER_FILE} <= set(marker["files"])
+    assert {FP32_FILE, INT8_FILE, TOKENIZER_FILE, SPM_MODEL_FILE, SPM_EXTRA_FILE} <= set(marker["files"])
+    assert marker["tokenizer"] == "sentencepiece"
     assert (export.folder / INT8_FILE).stat().st_size < (export.folder / FP32_FILE).stat().st_size / 3
     assert (export.dimension, export.max_seq_length) == (384, 512)
     assert not list(export.folder.parent.glob(f".{export.folder.name}.building-*"))
@@ -64,7 +75,7 @@ def test_an_incomplete_or_outdated_export_is_not_used(model_folder: Path, tmp_pa
     export = onnx_dir_for(source)
     export.mkdir()
     real = onnx_dir_for(model_folder)
-    for name in (FP32_FILE, INT8_FILE, TOKENIZER_FILE):
+    for name in json.loads((real / MARKER_NAME).read_text(encoding="utf-8"))["files"]:
         (export / name).symlink_to(real / name)
     (export / MARKER_NAME).write_bytes((real / MARKER_NAME).read_bytes())
     assert load_export(source) is not None
@@ -105,6 +116,94 @@ def test_token_counts_and_truncation_match_torch(models: dict[str, EmbeddingMode
     # over 512 tokens both backends embed the first 511 and the closing token
     cosine = float(models["onnx"].embed_passages([long_text])[0] @ models["torch"].embed_passages([long_text])[0])
     assert cosine >= 0.9999
+
+
+#: Where a rebuilt tokenizer goes wrong first: whitespace of every kind, widths, marks, emoji, added tokens.
+NASTY_TEXTS = [
+    "",
+    " ",
+    "a  b\t\tc \n\n d\r\ne",
+    "  leading and trailing  \n",
+    "全形\u3000空格\u3000\u3000兩個",
+    "emoji 😀👍🏽 👨\u200d👩\u200d👧 🇹🇼 ok",
+    "e\u0301 cafe\u0301 Ａ\u0301\u0302 ａ\u0308x ｶ\u3099 가\u11a8 क\u093f ①\u20dd",
+    "ＡＢＣ１２３ｶﾀｶﾅ ﬁ ½ ① ㈱ İstanbul ß ǅ",
+    "iPhone15售價NT$29,900元，約合US$1,000。GPT-4o與Llama3.1比較",
+    "\u200b\u200d\ufeff\x00\x01 ▁▁meta ▁ space \u2028 \u00a0nbsp",
+    "a<s>b</s>c <mask> d<pad> <unk>e",
+    "𠀀𪚥 rare han，臺灣與台灣。",
+    "中" * 3000,
+]
+
+
+def _corpus_and_gold_texts(n_windows: int = 1500) -> list[str]:
+    """Lines and random windows of the corpus, every gold question, each bare and with both prefixes."""
+    texts = list(NASTY_TEXTS)
+    rnd = random.Random(7)
+    for path in sorted(CORPUS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        texts += text.split("\n")[:400]
+        for _ in range(n_windows // 5):
+            start = rnd.randrange(len(text))
+            texts.append(text[start : start + rnd.randrange(1, 700)])
+    for path in sorted((PROJECT / "eval" / "gold").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            for turn in [item, *item.get("turns", [])]:
+                texts += [turn[k] for k in ("question_trad", "question_simp") if k in turn]
+    return texts + [p + t for t in texts for p in ("query: ", "passage: ")]
+
+
+def test_sentencepiece_ids_equal_the_tokenizers_ids(model_folder: Path) -> None:
+    """The serving tokenizer (sentencepiece, rebuilt at prepare time) must give exactly the ids the
+    model was used with (tokenizer.json through ``tokenizers``, as sentence-transformers runs it)."""
+    from tokenizers import Tokenizer
+
+    export = load_export(model_folder)
+    assert export is not None
+    reference = Tokenizer.from_file(str(export.path(TOKENIZER_FILE)))
+    light = SentencePieceTokenizer(export.folder)
+    texts = _corpus_and_gold_texts()
+    assert len(texts) > 10_000
+    for special in (True, False):
+        expected = [e.ids for e in reference.encode_batch(texts, add_special_tokens=special)]
+        got = light.encode_batch(texts, add_special_tokens=special)
+        wrong = [(t[:60], e[:12], g[:12]) for t, e, g in zip(texts, expected, got, strict=True) if e != g]
+        assert not wrong, wrong[:5]
+    # a run of one repeated character has exact ties, which the two libraries break differently
+    # (float32 vs float64 path scores); the count, all the chunker needs, is still the same
+    runs = ["x" * n for n in range(1, 60)] + ["-" * 40, "。" * 30, "哈" * 25]
+    assert [len(e.ids) for e in reference.encode_batch(runs)] == [len(ids) for ids in light.encode_batch(runs)]
+
+
+def test_the_encoder_counts_and_truncates_with_sentencepiece(model_folder: Path) -> None:
+    from tokenizers import Tokenizer
+
+    export = load_export(model_folder)
+    assert export is not None
+    encoder = OnnxEncoder(export, INT8_FILE, threads=1)
+    assert isinstance(encoder._tokenizer, SentencePieceTokenizer)
+    reference = Tokenizer.from_file(str(export.path(TOKENIZER_FILE)))
+    texts = NASTY_TEXTS + SENTENCES
+    for special in (True, False):
+        counts = [len(ids) for ids in encoder.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+        assert counts == [len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=special)]
+    ids, mask = encoder.tokenize_batch(["passage: " + "中" * 3000, "query: 短"])
+    assert ids.shape == (2, 512) and ids[0, -1] == 2 and ids[0, 0] == 0 and mask[1].sum() < 10
+    assert ids[1, mask[1].sum() :].tolist() == [export.pad_id] * (512 - mask[1].sum())
+
+
+def test_a_tokenizer_of_another_shape_keeps_the_tokenizers_library(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    wordpiece = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1, "##b": 2}, unk_token="[UNK]"))
+    wordpiece.pre_tokenizer = pre_tokenizers.Whitespace()
+    wordpiece.save(str(tmp_path / TOKENIZER_FILE))
+    assert write_sentencepiece(tmp_path / TOKENIZER_FILE, tmp_path) is False
+    assert not (tmp_path / SPM_MODEL_FILE).exists()
+    tokenizer = load_tokenizer(tmp_path, tmp_path / TOKENIZER_FILE)
+    assert isinstance(tokenizer, HfTokenizer)
+    assert tokenizer.encode_batch(["ab a"]) == [[1, 2, 1]]
 
 
 def test_query_and_passage_prefixes_are_applied(models: dict[str, EmbeddingModel]) -> None:
