@@ -11,9 +11,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from rag.results import StreamEvent
 from ui.api.errors import stream_error
 
+# Characters a JSON string may hold raw that many line splitters (Python's ``str.splitlines``,
+# some SSE clients) take for line ends: escaped, so one event's data stays one line.
+_LINE_SEPARATORS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 def event(name: str | None, data: Any) -> ServerSentEvent:
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False).translate(_LINE_SEPARATORS)
     return ServerSentEvent(data=payload, event=name, sep="\n")
 
 
