@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,27 @@ def tradeoff_rows(results: dict[str, Any]) -> list[list[str]]:
 TRADEOFF_HEADER = ["threshold", "trad refused", "trad false refusals", "simp refused", "simp false refusals"]
 
 
+# The README's optional tables, in order: (results key, caption, header, rows). A caption may name
+# the answer backend (``{backend}``).
+_README_TABLES: tuple[tuple[str, str, list[str], Callable[[dict[str, Any]], list[list[str]]]], ...] = (
+    (
+        "retrieval_by_split",
+        "Retrieval by split (tune: fusion weights chosen on; test: held out):",
+        RETRIEVAL_SPLIT_HEADER,
+        retrieval_split_rows,
+    ),
+    (
+        "ablation",
+        "Ablation: which rankings are fused (`python -m eval.ablation`; k = the RRF constant):",
+        ABLATION_HEADER,
+        ablation_rows,
+    ),
+    ("answers", "Answers, `{backend}` backend:", ANSWER_HEADER, answer_rows),
+    ("answers_by_split", "By split (tune: calibrated on; test: held out):", SPLIT_HEADER, split_rows),
+    ("dialogues", "Dialogues (follow-up turns):", DIALOGUE_HEADER, dialogue_rows),
+)
+
+
 def readme_section(results: dict[str, Any]) -> str:
     parts = [
         f"Gold set: {results['items']} questions ({results['answerable']} answerable), each asked in Traditional "
@@ -250,36 +272,10 @@ def readme_section(results: dict[str, Any]) -> str:
         "",
         markdown_table(RETRIEVAL_HEADER, retrieval_rows(results)),
     ]
-    if results.get("retrieval_by_split"):
-        parts += [
-            "",
-            "Retrieval by split (tune: fusion weights chosen on; test: held out):",
-            "",
-            markdown_table(RETRIEVAL_SPLIT_HEADER, retrieval_split_rows(results)),
-        ]
-    if results.get("ablation"):
-        parts += [
-            "",
-            "Ablation: which rankings are fused (`python -m eval.ablation`; k = the RRF constant):",
-            "",
-            markdown_table(ABLATION_HEADER, ablation_rows(results)),
-        ]
-    if results.get("answers"):
-        parts += [
-            "",
-            f"Answers, `{results['config']['backend']}` backend:",
-            "",
-            markdown_table(ANSWER_HEADER, answer_rows(results)),
-        ]
-    if results.get("answers_by_split"):
-        parts += [
-            "",
-            "By split (tune: calibrated on; test: held out):",
-            "",
-            markdown_table(SPLIT_HEADER, split_rows(results)),
-        ]
-    if results.get("dialogues"):
-        parts += ["", "Dialogues (follow-up turns):", "", markdown_table(DIALOGUE_HEADER, dialogue_rows(results))]
+    backend = results.get("config", {}).get("backend", "")
+    for key, caption, header, rows in _README_TABLES:
+        if results.get(key):
+            parts += ["", caption.format(backend=backend), "", markdown_table(header, rows(results))]
     return "\n".join(parts)
 
 

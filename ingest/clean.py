@@ -458,9 +458,7 @@ class _Cleaner:
         if "。" in ln.text or ln.width > _MAX_HEADING_WIDTH or (title and ln.text[-1] in _NOT_HEADING_END):
             return None
         appendix = m.group().startswith("附")  # "附錄四  座談會記錄"; never "附錄一說明…" (no space)
-        if appendix and title and ln.text[m.end()] not in _TITLE_GAP:
-            return None
-        if (appendix or m.group()[-1] in "章篇節") and not self.chapter_title(ln.text, m.end(), title):
+        if (appendix or m.group()[-1] in "章篇節") and not self.chapter_title(ln.text, m.end(), title, appendix):
             return None
         number = _marker_number(m.group())
         prev = self.sequence.get(level)
@@ -479,15 +477,16 @@ class _Cleaner:
         return level, ln.start + m.end(), 1
 
     @staticmethod
-    def chapter_title(text: str, marker_end: int, title: str) -> bool:
+    def chapter_title(text: str, marker_end: int, title: str, needs_gap: bool = False) -> bool:
         """Tell "第一章  緒論" from a sentence about chapters ("第五章說明先進國家…", "第一章第三節…").
 
         Layout puts space (or 、：) between a chapter/section marker and its title; running text does
-        not.  A very short title without the space ("第一章緒論") is still accepted.
+        not.  A very short title without the space ("第一章緒論") is still accepted, except after an
+        appendix marker (``needs_gap``): "附錄一說明調查方法" is a sentence.
         """
         if "，" in title or _CHAPTER_MARKER.match(title):
             return False
-        return not title or text[marker_end] in _TITLE_GAP or len(title) <= 10
+        return not title or text[marker_end] in _TITLE_GAP or (not needs_gap and len(title) <= 10)
 
     def is_table_cell(self, ln: _Line, nxt: _Line) -> bool:
         """Two short lines on one page that run on: "1.減少交通事" + "故", "(一 )基礎設施" + "能力提升行動"."""

@@ -223,11 +223,11 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
     say("Quantising the ONNX model to int8…")
     _quantise(folder / FP32_FILE, folder / INT8_FILE)
     shutil.copyfile(model_dir / TOKENIZER_FILE, folder / TOKENIZER_FILE)
-    tokenizer = _write_light_tokenizer(folder, say)
-
     from tokenizers import Tokenizer
 
-    pad_id = Tokenizer.from_file(str(folder / TOKENIZER_FILE)).token_to_id("<pad>")
+    hf_tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    tokenizer = _write_light_tokenizer(folder, hf_tokenizer, say)
+    pad_id = hf_tokenizer.token_to_id("<pad>")
     if pad_id is None:
         pad_id = int(getattr(bert.config, "pad_token_id", 0) or 0)
     dimension = int(reference.shape[1])
@@ -247,19 +247,17 @@ def _export_into(folder: Path, model_dir: Path, max_seq_length: int, say: Progre
     }
 
 
-def _write_light_tokenizer(folder: Path, say: Progress) -> str:
+def _write_light_tokenizer(folder: Path, reference: Any, say: Progress) -> str:
     """Rebuild tokenizer.json with sentencepiece when it is XLM-R's Unigram; which one serving uses.
 
-    The rebuild must give the same ids as ``tokenizers`` on the check texts, else it is deleted
-    and serving keeps ``tokenizers`` (correct, only ~280 MB heavier).
+    The rebuild must give the same ids as ``reference`` (the ``tokenizers`` Tokenizer of that
+    tokenizer.json) on the check texts, else it is deleted and serving keeps ``tokenizers``
+    (correct, only ~280 MB heavier).
     """
-    from tokenizers import Tokenizer
-
     from rag.onnx_tokenizer import SPM_EXTRA_FILE, SPM_MODEL_FILE, SentencePieceTokenizer, write_sentencepiece
 
     if not write_sentencepiece(folder / TOKENIZER_FILE, folder):
         return "tokenizers"
-    reference = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
     expected = [e.ids for e in reference.encode_batch(list(_TOKENIZER_CHECK_TEXTS))]
     if SentencePieceTokenizer(folder).encode_batch(_TOKENIZER_CHECK_TEXTS) == expected:
         return "sentencepiece"

@@ -8,7 +8,7 @@ fails loudly in one place rather than quietly in four.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -103,8 +103,9 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per chain step.")
 
     @classmethod
-    def from_turn(cls, turn: Turn) -> Answer:
-        """What a finished chain turn tells its caller: support rounded, timings in milliseconds."""
+    def from_turn(cls, turn: Turn) -> Self:
+        """What a finished chain turn tells its caller: support rounded, timings in milliseconds
+        (a :class:`FinalEvent` too: its ``type`` has a default)."""
         return cls(
             answer=turn.answer,
             found=turn.found,
@@ -143,10 +144,6 @@ class FinalEvent(Answer):
     """Last event of a stream: the checked answer; the joined token texts equal ``answer``."""
 
     type: Literal["final"] = "final"
-
-    @classmethod
-    def from_turn(cls, turn: Turn) -> FinalEvent:
-        return cls(**dict(Answer.from_turn(turn)), type="final")
 
 
 StreamEvent = QuestionEvent | TokenEvent | FinalEvent

@@ -14,9 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,50 +55,25 @@ FOLLOW_UP = "那三大运作原则呢？"  # elliptical: only answerable with th
 ALLOWED_WORDS: set[str] = set()
 
 
-def shared_models_dir() -> Path:
-    home = os.environ.get("TONGWEN_TEST_HOME")
-    base = Path(home) if home else PROJECT_ROOT / ".tongwen" / "test-home"
-    models = base / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    return models
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def corpus_slice(tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...]) -> Path:
+    """A folder holding copies of some bundled documents: what a test server indexes."""
+    corpus = tmp_path_factory.mktemp("ui-corpus")
+    for name in names:
+        shutil.copy(PROJECT_ROOT / "data" / "corpus" / name, corpus / name)
+    return corpus
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app (`ui.server.create_app`) served by uvicorn in a background thread."""
-    import uvicorn
-
-    from rag.config import Settings
+def server_url(tmp_path_factory: pytest.TempPathFactory, make_settings) -> Iterator[str]:
+    """The real app (`ui.server.create_app`) served by uvicorn on 127.0.0.1 (`tests.servers.serve`)."""
+    from tests.servers import serve
     from ui.server import create_app
 
-    root = tmp_path_factory.mktemp("ui-browser")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for name in CORPUS_SLICE:
-        shutil.copy(PROJECT_ROOT / "data" / "corpus" / name, corpus / name)
-    home = root / "home"
-    home.mkdir()
-    (home / "models").symlink_to(shared_models_dir(), target_is_directory=True)
-
-    app = create_app(Settings(home=home, corpus_dir=corpus))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="tongwen-ui-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    settings = make_settings(
+        tmp_path_factory.mktemp("ui-browser"), corpus_dir=corpus_slice(tmp_path_factory, CORPUS_SLICE)
+    )
+    with serve(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -450,8 +422,7 @@ def keyed_url(tmp_path_factory: pytest.TempPathFactory, make_settings) -> Iterat
     from tests.servers import serve
     from ui.server import create_app
 
-    corpus = tmp_path_factory.mktemp("ui-keyed-corpus")
-    shutil.copy(PROJECT_ROOT / "data" / "corpus" / CORPUS_SLICE[0], corpus / CORPUS_SLICE[0])
+    corpus = corpus_slice(tmp_path_factory, CORPUS_SLICE[:1])
     service = Tongwen(make_settings(tmp_path_factory.mktemp("ui-keyed"), corpus_dir=corpus, api_key=KEY))
     with serve(create_app(service=service)) as url:
         yield url
@@ -542,22 +513,21 @@ def slow_llm_app(streams: list[dict[str, object]]):
 
 
 @pytest.fixture(scope="module")
-def slow_llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[dict[str, object]]]]:
+def slow_llm_server(
+    tmp_path_factory: pytest.TempPathFactory, make_settings
+) -> Iterator[tuple[str, list[dict[str, object]]]]:
     """The real app answering through the ``openai`` backend, pointed at the slow endpoint."""
-    from rag.config import Settings
     from tests.servers import serve
     from ui.server import create_app
 
     streams: list[dict[str, object]] = []
     with serve(slow_llm_app(streams)) as llm_url:
-        root = tmp_path_factory.mktemp("ui-slow-llm")
-        corpus = root / "corpus"
-        corpus.mkdir()
-        shutil.copy(PROJECT_ROOT / "data" / "corpus" / CORPUS_SLICE[0], corpus / CORPUS_SLICE[0])
-        home = root / "home"
-        home.mkdir()
-        (home / "models").symlink_to(shared_models_dir(), target_is_directory=True)
-        settings = Settings(home=home, corpus_dir=corpus, llm="openai", openai_base_url=f"{llm_url}/v1")
+        settings = make_settings(
+            tmp_path_factory.mktemp("ui-slow-llm"),
+            corpus_dir=corpus_slice(tmp_path_factory, CORPUS_SLICE[:1]),
+            llm="openai",
+            openai_base_url=f"{llm_url}/v1",
+        )
         with serve(create_app(settings)) as url:
             yield url, streams
 

@@ -93,15 +93,6 @@ def backend_choices(script: str) -> list[tuple[str, str]]:
     return [(in_script(registry.label(name), script), name) for name in registry.names()]
 
 
-def default_backend(settings: Any) -> str:
-    """The backend the radio starts on: the operator's ``TONGWEN_LLM`` (``auto`` resolved), so a
-    server set up for an LLM answers with it; extractive when the configured one cannot start."""
-    try:
-        return registry.resolve(None, settings)
-    except ValueError:
-        return "extractive"
-
-
 def browser_secret(settings: Any) -> str:
     """Stable per installation, so conversations saved in the browser survive a server restart.
     (They are the reader's own data in the reader's own browser: this is not a protection.)"""
@@ -390,7 +381,8 @@ def build_ui(service: Tongwen) -> gr.Blocks:
                 with gr.Accordion(i18n("settings"), open=False, elem_id="settings"):
                     backend = gr.Radio(
                         backend_choices("traditional"),
-                        value=default_backend(settings),
+                        # TONGWEN_LLM (already validated), auto resolved: a server set up for an LLM answers with it.
+                        value=registry.resolve(None, settings),
                         label=i18n("backend"),
                         info=i18n("backend_info"),
                         elem_id="backend",

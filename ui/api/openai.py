@@ -30,7 +30,7 @@ from rag.service import Tongwen
 from ui.api.errors import stream_error
 from ui.api.history import checked_history
 from ui.api.schemas import ChatRequest, CitedCompletion, CitedCompletionChunk, model_names
-from ui.api.sse import event
+from ui.api.sse import event, event_stream
 
 
 def cited_fields(result: Answer) -> dict[str, Any]:
@@ -202,6 +202,6 @@ def router(service: Tongwen, read_guard: Callable[..., None]) -> APIRouter:
             if body.stream_options and body.stream_options.include_usage:
                 yield chunk([], usage=usage(content))
 
-        return EventSourceResponse(stream(), sep="\n", ping=15)
+        return event_stream(stream())
 
     return api

@@ -27,6 +27,11 @@ def stream_event(item: StreamEvent) -> ServerSentEvent:
     return event(item.type, {"type": item.type, **item.model_dump(mode="json")})
 
 
+def event_stream(events: Iterator[ServerSentEvent]) -> EventSourceResponse:
+    """The one place the framing is set: LF between lines, a keep-alive comment every 15 s."""
+    return EventSourceResponse(events, sep="\n", ping=15)
+
+
 def sse_response(events: Iterator[ServerSentEvent]) -> EventSourceResponse:
     """Stream ``events``; an exception after the 200 was sent becomes one last ``error`` event."""
 
@@ -36,4 +41,4 @@ def sse_response(events: Iterator[ServerSentEvent]) -> EventSourceResponse:
         except Exception as exc:
             yield event("error", stream_error(exc))
 
-    return EventSourceResponse(guarded(), sep="\n", ping=15)
+    return event_stream(guarded())
