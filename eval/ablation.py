@@ -21,7 +21,7 @@ from typing import Any
 from eval import metrics as m
 from eval.gold import DEFAULT_GOLD, GoldItem, load_gold
 from rag.config import Settings
-from rag.retrieve import Query
+from rag.retrieve import Query, base_rankings
 from rag.service import Tongwen
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, cue_ranking, question_cues, rrf, signal_indexes
 
@@ -38,10 +38,11 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "before + heading": ({**_BEFORE, "heading": 1.0}, 60),
     "before + cue": ({**_BEFORE, "cue": 1.0}, 60),
     "before, k=20": (_BEFORE, 20),
-    "defaults: dense 0.5, words 0.5, bigrams 1, k=20": (dict(DEFAULT_WEIGHTS), 20),
+    "previous defaults: dense 0.5, words 0.5, bigrams 1, k=20": ({"dense": 0.5, "words": 0.5, "bigrams": 1.0}, 20),
+    "defaults: equal weights + cue 0.25, k=20": (dict(DEFAULT_WEIGHTS), 20),
+    "defaults without cue": ({**DEFAULT_WEIGHTS, "cue": 0.0}, 20),
     "defaults + sentence 0.5": ({**DEFAULT_WEIGHTS, "sentence": 0.5}, 20),
     "defaults + heading 0.1": ({**DEFAULT_WEIGHTS, "heading": 0.1}, 20),
-    "defaults + cue 0.25": ({**DEFAULT_WEIGHTS, "cue": 0.25}, 20),
 }
 #: The grid cross-validation searches (bigrams fixed at 1.0: only the ratios matter).
 GRID: dict[str, tuple[float, ...]] = {
@@ -77,17 +78,9 @@ def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, r
             continue
         for script in SCRIPTS:
             query = Query.from_question(item.question(script))
-            cosine: dict[int, float] = {}
-            for vector in model.embed_queries(list(query.variants)):
-                for doc, score in snapshot.vector_store.similarity_search_with_score_by_vector(
-                    vector.tolist(), k=candidate_k
-                ):
-                    pos = doc.metadata["pos"]
-                    cosine[pos] = max(cosine.get(pos, -1.0), float(score))
-            rankings = {
-                "dense": sorted(cosine, key=cosine.__getitem__, reverse=True),
-                "words": [p for p, _ in snapshot.keyword.search(query.tokens, candidate_k)],
-                "bigrams": [p for p, _ in snapshot.bigrams.search(query.bigrams, candidate_k)],
+            vectors = model.embed_queries(list(query.variants))
+            rankings, cosine, _ = base_rankings(snapshot, query, vectors, candidate_k)
+            rankings |= {
                 "sentence": indexes.sentences.chunk_ranking(query.bigrams, candidate_k),
                 "heading": [p for p, _ in indexes.headings.search(query.bigrams, candidate_k)],
             }

@@ -1,7 +1,7 @@
 """Traditional/Simplified normalisation: one canonical form for indexing, bridges for queries.
 
 The index stores every chunk twice: the original text (for display and citation) and a canonical
-form (NFKC + OpenCC t2s) that both the keyword and the embedding side see. A question in either
+form (NFKC + OpenCC hk2s) that both the keyword and the embedding side see. A question in either
 script is put into the same canonical form, so it meets the same index. Vocabulary that differs
 between Taiwan and the Mainland (軟體/软件, 晶片/芯片 …) is not a script difference; it is bridged
 at query time by adding variants, never by rewriting stored text, because the phrase tables
@@ -33,8 +33,12 @@ def _converter(config: str) -> opencc.OpenCC:
 
 
 def canonical(text: str) -> str:
-    """The form that is indexed and searched: full-width folded (NFKC), Simplified, lower-case."""
-    return _converter("t2s").convert(unicodedata.normalize("NFKC", text)).lower()
+    """The form that is indexed and searched: full-width folded (NFKC), Simplified, lower-case.
+
+    ``hk2s`` rather than ``t2s``: it first folds variant forms (衞 → 衛, 粧 → 妝) that t2s leaves
+    alone, so a report that writes 「墨子號」衞星 meets a question about 衛星 or 卫星. On the bundled
+    corpus those two characters are the only difference from t2s."""
+    return _converter("hk2s").convert(unicodedata.normalize("NFKC", text)).lower()
 
 
 def compact(text: str) -> str:
@@ -80,7 +84,7 @@ def to_script(text: str, script: Script) -> str:
     rewrite Traditional text (台灣 → 臺灣), and quotes from the documents must stay as written.
     """
     if script == "simplified":
-        return _converter("t2s").convert(text)
+        return _converter("hk2s").convert(text)  # as canonical: 衞星 reads 卫星
     if script == "traditional":
         return "".join(
             _converter("s2tw").convert(c) if detect_script(c) == "simplified" else c for c in _CLAUSE.findall(text)

@@ -23,13 +23,21 @@ from rag.config import Settings
 from rag.decide import decide, evidence_is_strong
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyQuestion, InvalidText, QuestionTooLong
-from rag.followup import decision_text, retrieval_queries, valid_condensed
+from rag.followup import (
+    PREVIOUS_SOURCES,
+    carried_positions,
+    carried_weight,
+    decision_text,
+    previous_questions,
+    retrieval_queries,
+    valid_condensed,
+)
 from rag.generate.base import AnswerRequest, GenerationError, GenerationOptions, Generator
 from rag.generate.extractive import ExtractiveGenerator
 from rag.prompts import load_prompt
 from rag.rerank import Reranker
 from rag.results import Citation
-from rag.retrieve import Hit, Query, fused_search
+from rag.retrieve import Hit, Query, chunk_positions, fused_search
 from rag.store.base import IndexVersion
 from rag.support import content_tokens, idf
 
@@ -142,9 +150,28 @@ class AnswerChain:
             self.settings.candidate_k,
             self.settings.rrf_k,
             self.settings.signal_weights,
+            carried=self.carried(turn),
         )
         turn.timings["retrieve"] = time.perf_counter() - started
         return turn
+
+    def carried(self, turn: Turn) -> tuple[list[int], float]:
+        """The passages the previous question found and their neighbours, as one more ranking for
+        a follow-up (see :func:`rag.followup.carried_positions`); nothing for a first question."""
+        previous = previous_questions(turn.history, 1) if self.settings.history_chars > 0 else []
+        if not previous:
+            return [], 0.0
+        found = fused_search(
+            self.snapshot,
+            self.model,
+            [(Query.from_question(previous[0]), 1.0)],
+            PREVIOUS_SOURCES,
+            self.settings.candidate_k,
+            self.settings.rrf_k,
+            self.settings.signal_weights,
+        )
+        where = chunk_positions(self.snapshot)
+        return carried_positions([where[h.chunk.id] for h in found], self.snapshot.chunks), carried_weight(turn.asked)
 
     def rerank(self, turn: Turn) -> Turn:
         """The optional rerank hook: without a reranker the fused ranking stands."""

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 
 from rag.retrieve import Hit, Query
 from rag.store.snapshot import Snapshot
-from rag.support import content_tokens, idf, missing_entities, missing_specifics, support_score
+from rag.support import (
+    content_tokens,
+    idf,
+    missing_entities,
+    missing_specifics,
+    support_score,
+    unbound_subject,
+)
 
 
 @dataclass
@@ -65,6 +72,8 @@ def decide(
     support = support_score(query, hits, snapshot)
     own_question = query if asked is None else asked
     missing = missing_specifics(own_question, hits) + missing_entities(own_question, hits, snapshot, context)
+    if not missing:
+        missing = unbound_subject(own_question, hits, snapshot, context)
     own = None
     if asked is not None:
         support = max(support, support_score(asked, hits, snapshot))

@@ -19,12 +19,15 @@ from collections.abc import Mapping, Sequence
 
 from ingest.normalise import Script, detect_script
 from ingest.sentences import split_sentences
+from rag.store.records import ChunkRecord
 
 _CITATION = re.compile(r"\[\d{1,2}\]")
 # Signs that a question leans on the turn before it.
 _LEANS = re.compile(
     r"^\s*(?:那|至於|至于|還有|还有|另外|而|換成|换成|如果是|若是)|呢\s*[？?]*\s*$|"
-    r"它|他們|他们|這個|这个|這些|这些|該|该|其|此|上述|前者|後者|后者|為什麼|为什么|為何|为何|怎麼|怎么|如何"
+    r"它|他們|他们|這個|这个|這些|这些|該|该|其|此|上述|前者|後者|后者|為什麼|为什么|為何|为何|怎麼|怎么|如何|"
+    # A comparison with what was just said (「跟長期目標比起來差了幾年？」) names only one side.
+    r"比起|相比|相較|相较|差了|差多少|多了多少|少了多少"
 )
 SHORT_FOLLOW_UP = 12  # characters: a question this short after a conversation leans on it
 _ANSWER_LIKE = re.compile(r"根據文件|根据文件|文件中|沒有提到|没有提到|^[「『]")
@@ -77,6 +80,33 @@ def retrieval_queries(
     if understood and understood != asked:
         queries.append((understood, 1.0))
     return queries
+
+
+#: How many of the previous question's passages a follow-up carries over (then their neighbours).
+PREVIOUS_SOURCES = 3
+#: The weight of the carried-over passages in the fusion, for a why/how follow-up.
+CARRIED_WEIGHT = 1.0
+# 「為什麼這麼難？」, 「他們打算怎麼解決？」: asks the reason or the way of what was just said.
+_WHY_HOW = re.compile(r"為什麼|为什么|為何|为何|怎麼|怎么|如何|怎樣|怎样")
+
+
+def carried_positions(previous: Sequence[int], chunks: Sequence[ChunkRecord]) -> list[int]:
+    """The passages the previous question found, then the passages next to them in the same
+    document: a follow-up (「為什麼這麼難？」, 「他們打算怎麼解決？」) usually asks about what the
+    last answer was quoting, or about what the document says right after it."""
+    ranked = list(dict.fromkeys(previous))
+    for pos in list(ranked):
+        for near in (pos - 1, pos + 1):
+            if 0 <= near < len(chunks) and chunks[near].doc_id == chunks[pos].doc_id and near not in ranked:
+                ranked.append(near)
+    return ranked
+
+
+def carried_weight(asked: str) -> float:
+    """Only a why/how follow-up carries the last passages over: it asks about the same subject by
+    nature, while 「那X呢」 or 「它的…」 may well move to another document, where the carried
+    passages would crowd out the new evidence."""
+    return CARRIED_WEIGHT if _WHY_HOW.search(asked) and leans_on_history(asked) else 0.0
 
 
 def decision_text(asked: str, history: Sequence[Mapping[str, str]], understood: str | None) -> str:

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ingest.normalise import query_variants
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
-from rag.store.base import IndexVersion
+from rag.store.base import IndexVersion, ScoredPositions
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
 
@@ -49,6 +51,38 @@ class Query:
         return cls(variants, tokens, bigrams)
 
 
+def chunk_positions(snapshot: IndexVersion) -> dict[str, int]:
+    """Chunk id → position, built once per snapshot and kept on it (a snapshot never changes)."""
+    cached = snapshot.__dict__.get("_chunk_positions")
+    if cached is None:
+        cached = {c.id: i for i, c in enumerate(snapshot.chunks)}
+        snapshot.__dict__["_chunk_positions"] = cached
+    return cached
+
+
+def base_rankings(
+    snapshot: IndexVersion, query: Query, query_vectors: np.ndarray, candidate_k: int
+) -> tuple[dict[str, list[int]], dict[int, float], ScoredPositions]:
+    """The three base rankings of one query (dense, BM25 words, BM25 bigrams), each chunk's best
+    cosine, and the word side's BM25 scores.
+
+    Every candidate of the keyword sides gets its cosine too, and the dense ranking covers them
+    all: ranked without one, a chunk both keyword sides put first (g007 of the gold set, dense
+    31st) lost to chunks that every side found merely because the dense list was cut at
+    ``candidate_k``."""
+    cosine = snapshot.dense_best(query_vectors, candidate_k)
+    keyword_hits = snapshot.keyword_search(query.tokens, candidate_k)
+    bigram_hits = snapshot.bigram_search(query.bigrams, candidate_k)
+    unscored = [p for p in dict.fromkeys(p for p, _ in keyword_hits + bigram_hits) if p not in cosine]
+    cosine |= snapshot.dense_scores(query_vectors, unscored)
+    rankings = {
+        "dense": sorted(cosine, key=cosine.__getitem__, reverse=True),
+        "words": [pos for pos, _ in keyword_hits],
+        "bigrams": [pos for pos, _ in bigram_hits],
+    }
+    return rankings, cosine, keyword_hits
+
+
 def hybrid_search(
     snapshot: IndexVersion,
     model: EmbeddingModel,
@@ -69,6 +103,7 @@ def fused_search(
     candidate_k: int = 30,
     rrf_k: int = 20,
     weights: Mapping[str, float] | None = None,
+    carried: tuple[Sequence[int], float] = ((), 0.0),
 ) -> list[Hit]:
     """Weighted reciprocal-rank fusion of the three rankings of every query.
 
@@ -76,7 +111,9 @@ def fused_search(
     conversation) are fused with a weight each, so a ranking that several queries agree on wins
     while a query that leans on nothing (the follow-up alone) keeps its say. All query variants
     are embedded in one batch. ``weights`` weigh each ranking (see :mod:`rag.signals`: the base
-    three and the extra signals); default :data:`rag.signals.DEFAULT_WEIGHTS`.
+    three and the extra signals); default :data:`rag.signals.DEFAULT_WEIGHTS`. ``carried`` is one
+    more ranking of positions with its weight: the passages a follow-up's conversation was about
+    (see :func:`rag.followup.carried_positions`).
     """
     weights = DEFAULT_WEIGHTS if weights is None else weights
     if not snapshot.chunks or not queries:
@@ -87,24 +124,20 @@ def fused_search(
     fused: dict[int, float] = {}
     offset = 0
     for query, weight in queries:
-        cosine = snapshot.dense_best(vectors[offset : offset + len(query.variants)], candidate_k)
+        query_vectors = vectors[offset : offset + len(query.variants)]
         offset += len(query.variants)
-        dense_ranked = sorted(cosine, key=cosine.__getitem__, reverse=True)
-        keyword_hits = snapshot.keyword_search(query.tokens, candidate_k)
-        bigram_hits = snapshot.bigram_search(query.bigrams, candidate_k)
+        rankings, cosine, keyword_hits = base_rankings(snapshot, query, query_vectors, candidate_k)
         for pos, score in cosine.items():
             best_cosine[pos] = max(best_cosine.get(pos, -1.0), score)
         for pos, score in keyword_hits:
             keyword_score[pos] = max(keyword_score.get(pos, 0.0), score)
-        rankings = {
-            "dense": dense_ranked,
-            "words": [pos for pos, _ in keyword_hits],
-            "bigrams": [pos for pos, _ in bigram_hits],
-        }
         base = rrf(rankings, {name: weights.get(name, 0.0) for name in BASE_SIGNALS}, rrf_k)
         candidates = sorted(base, key=lambda p: (-base[p], -cosine.get(p, -1.0)))
         rankings |= extra_rankings(snapshot, query.variants, query.bigrams, candidates, candidate_k, weights)
         for pos, score in rrf(rankings, weights, rrf_k).items():
             fused[pos] = fused.get(pos, 0.0) + weight * score
+    positions, carried_weight = carried
+    for pos, score in rrf({"carried": positions}, {"carried": carried_weight}, rrf_k).items():
+        fused[pos] = fused.get(pos, 0.0) + score
     ranked = sorted(fused, key=lambda p: (-fused[p], -best_cosine.get(p, -1.0)))[:top_k]
     return [Hit(snapshot.chunks[p], fused[p], best_cosine.get(p), keyword_score.get(p)) for p in ranked]

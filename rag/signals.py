@@ -39,18 +39,19 @@ ALL_SIGNALS = BASE_SIGNALS + EXTRA_SIGNALS
 
 #: Fusion weights (each ranking adds weight / (rrf_k + rank), rrf_k = 20), from
 #: ``python -m eval.ablation`` on the tune split only. Five families of fusions were compared by
-#: 5-fold CV (three fold seeds; each fold scored with weights fit without it): the base three with
-#: free weights and rrf_k scored best out of fold (hit@1 0.933, MRR@10 0.956, mean of both scripts;
-#: + cue 0.922 / 0.951, + sentence 0.925 / 0.952, + heading no better (0.933 / 0.956, picked weight 0),
-#: every signal 0.914 / 0.947), so the sentence, heading and cue
-#: rankings stay off (weight 0: not even built). A setting (TONGWEN_FUSION_WEIGHTS) can turn them on.
+#: 5-fold CV (three fold seeds; each fold scored with weights fit without it). Since every keyword
+#: candidate also gets its dense rank (``rag.retrieve.base_rankings``), the base three + cue family
+#: scores best out of fold (hit@1 0.935, MRR@10 0.956, mean of both scripts; the base three alone
+#: 0.906 / 0.940, + sentence and + heading no better than that, every signal 0.919 / 0.948), and
+#: its fit on the whole tune split is equal weights plus cue 0.25. The sentence and heading
+#: rankings stay off (weight 0: not even built); a setting (TONGWEN_FUSION_WEIGHTS) can turn them on.
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "dense": 0.5,
-    "words": 0.5,
+    "dense": 1.0,
+    "words": 1.0,
     "bigrams": 1.0,
     "sentence": 0.0,
     "heading": 0.0,
-    "cue": 0.0,
+    "cue": 0.25,
 }
 
 # Sentences shorter than this are merged into the next one: a lone 「一、」 or 「（註）」 carries no meaning.

@@ -8,6 +8,7 @@ the chain does with a generator's output, which no real small model produces on 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,14 @@ from ingest.normalise import canonical, detect_script, stream_to_script, to_scri
 from rag.chain import AnswerChain
 from rag.condense import rewrite_by_rules
 from rag.evidence import answer_span, asked_kind, select_evidence
-from rag.followup import last_answer_quotes, leans_on_history, retrieval_queries, valid_condensed
+from rag.followup import (
+    carried_positions,
+    carried_weight,
+    last_answer_quotes,
+    leans_on_history,
+    retrieval_queries,
+    valid_condensed,
+)
 from rag.generate.base import AnswerRequest, Generator
 from rag.results import Answer, FinalEvent, TokenEvent
 from rag.retrieve import Hit
@@ -51,6 +59,24 @@ def test_follow_up_searches_alone_and_with_the_conversation_within_the_history_b
     bounded = retrieval_queries("那其他台灣廠商呢？", history, history_chars=30)
     assert all(len(text) <= len("那其他台灣廠商呢？") + 30 for text, _ in bounded)
     assert retrieval_queries("那其他台灣廠商呢？", history, history_chars=0) == [("那其他台灣廠商呢？", 1.0)]
+
+
+@pytest.mark.parametrize("question", ["跟長期目標比起來差了幾年？", "和长期目标相比差了几年？", "相較之下中期目標呢"])
+def test_a_comparison_with_what_was_just_said_leans_on_it(question: str) -> None:
+    """It names one side only; the other is in the last answer (both 13+ characters, no pronoun)."""
+    assert leans_on_history(question)
+
+
+def test_a_why_or_how_follow_up_carries_the_last_passages_and_their_neighbours_over() -> None:
+    def chunk(doc: str, seq: int) -> ChunkRecord:
+        return ChunkRecord(f"{doc}:{seq}", doc, f"{doc}.txt", seq, "", "…", "…", (), Location(0, 1, 1, 1))
+
+    chunks = [chunk("a", 0), chunk("a", 1), chunk("a", 2), chunk("b", 0), chunk("b", 1)]
+    # The previous question found a:2 then b:0; their neighbours follow, never across documents.
+    assert carried_positions([2, 3], chunks) == [2, 3, 1, 4]
+    assert carried_weight("為什麼這件事這麼難？") > 0 and carried_weight("他们打算怎么解决？") > 0
+    # 「那X呢」 or 「它的…」 may move to another document: nothing is carried over.
+    assert carried_weight("那韓國呢？") == 0 and carried_weight("新藍海戰略則主張它的研發中心放在哪裡？") == 0
 
 
 def test_a_self_contained_new_question_keeps_the_upper_hand() -> None:
@@ -124,7 +150,11 @@ def test_a_table_row_is_found_with_its_header() -> None:
 def test_extractive_answer_quotes_the_span_then_the_sentence(service: Tongwen) -> None:
     result = service.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")
     assert result.found and "2016年11月" in result.answer
-    lead, sentence = (q.strip("『』「」；") for q in result.answer.removeprefix("根據文件：").split("[1]")[:2])
+    body = result.answer.removeprefix("根據文件：")
+    marker = re.search(r"\[\d+\]", body)
+    assert marker, result.answer
+    # The span and its sentence cite one source, whichever number the ranking gave it.
+    lead, sentence = (q.strip("『』「」；") for q in body.split(marker.group())[:2])
     assert "2016年11月" in lead and lead in sentence and len(lead) < len(sentence) / 2, result.answer
 
 

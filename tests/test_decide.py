@@ -9,7 +9,7 @@ from ingest.normalise import canonical
 from rag.cite import has_content
 from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
-from rag.support import asked_about, missing_specifics, stopwords
+from rag.support import asked_about, missing_ordinals, missing_specifics, stopwords, unbound_subject
 
 pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
 
@@ -40,6 +40,23 @@ def test_missing_specifics(question: str, missing: list[str]) -> None:
     assert missing_specifics(Query.from_question(question), EVIDENCE) == missing
 
 
+@pytest.mark.parametrize(
+    "question, text, missing",
+    [
+        ("我國第一座加氫站設在哪個縣市？", "中油規劃設置加氫站。", ["第一座"]),
+        ("我國第一座加氫站設在哪個縣市？", "國內首座加氫站位於台南。", []),  # 首座 is 第一座
+        ("第二場座談會中，誰提到供應鏈？", "附錄五 第 2 場座談會記錄", []),  # numerals and spaces ignored
+        ("美國第4波關稅清單包括什麼？", "從美國政府公布的第 4 波關稅加徵清單", []),
+        ("美國第4波關稅清單包括什麼？", "第 3 波清單", ["第4波"]),
+        ("報告的第一個建議是什麼？", "一、加強合作。", []),  # 個 is not an instance word: lists go 一、二、
+        ("第二十三屆論壇在哪裡舉行？", "第23屆論壇", []),
+    ],
+)
+def test_ordinals_name_one_instance(question: str, text: str, missing: list[str]) -> None:
+    asked = Query.from_question(question).variants[0]
+    assert missing_ordinals(asked, canonical(text)) == [canonical(m) for m in missing]
+
+
 def test_specifics_only_count_the_top_sources() -> None:
     hits = [hit("無關的段落。")] * 3 + [hit("2024年的論壇主題是淨零。")]
     query = Query.from_question("2024年的論壇主題是什麼？")
@@ -55,6 +72,7 @@ def test_specifics_only_count_the_top_sources() -> None:
         ("TAIDE模型的參數量有多大？", "数量"),  # jieba cuts 参 / 数量: the head noun still decides
         ("第一場座談會在哪裡舉行？", "座谈会"),
         ("為什麼台灣的做法效果不佳？", None),  # no value asked for
+        ("對臺灣影響最大的海關稅則號碼是什麼？", None),  # 號碼 is the kind of answer (851712), not a thing
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
@@ -188,3 +206,40 @@ def test_names_that_run_through_the_corpus_are_not_required(service) -> None:
             del snapshot.doc_freq["越南"]
         else:
             snapshot.doc_freq["越南"] = saved
+
+
+# -- a figure belongs to whom it is given for ----------------------------------------------------
+@pytest.mark.parametrize(
+    "question, texts, unbound",
+    [
+        ("越南的晶片自給率是多少？", ["越南的製造業成長很快。", "中國國內市場自給率超過50%。"], ["越南+自给率"]),
+        ("越南的晶片自給率是多少？", ["越南的晶片自給率約為三成。"], []),
+        ("越南的晶片自給率如何？", ["越南的製造業成長很快。", "中國國內市場自給率超過50%。"], []),  # no amount
+        ("在越南列出的清單中，晶片被歸在哪一類？", ["越南公布清單。", "晶片屬微處理器類。"], []),  # a frame
+    ],
+)
+def test_an_amount_needs_a_source_naming_whom_it_is_for(
+    service, question: str, texts: list[str], unbound: list[str]
+) -> None:
+    hits = [hit(t) for t in texts]
+    assert unbound_subject(Query.from_question(question), hits, service.snapshot) == unbound
+
+
+def test_person_names_count_only_when_the_corpus_names_them_a_few_times(service) -> None:
+    """jieba tags 华为 as a person (nr), and common words too (智慧): such a name is required only
+    when the corpus mentions it in PERSON_MIN_CHUNKS chunks or more."""
+    from rag.support import PERSON_MIN_CHUNKS, missing_entities
+
+    snapshot = service.snapshot
+    question = Query.from_question("華為的策略是什麼？")
+    saved = snapshot.doc_freq.get("华为")
+    try:
+        snapshot.doc_freq["华为"] = PERSON_MIN_CHUNKS - 1
+        assert missing_entities(question, TRADE, snapshot) == []
+        snapshot.doc_freq["华为"] = PERSON_MIN_CHUNKS
+        assert missing_entities(question, TRADE, snapshot) == ["华为"]
+    finally:
+        if saved is None:
+            del snapshot.doc_freq["华为"]
+        else:
+            snapshot.doc_freq["华为"] = saved

@@ -12,7 +12,7 @@ import pytest
 
 from eval.gold import load_gold
 from eval.metrics import contains_evidence
-from ingest.normalise import detect_script
+from ingest.normalise import canonical, detect_script, to_script
 from rag.service import Tongwen
 
 pytestmark = pytest.mark.both_stores  # once on FAISS, once on Milvus Lite (tests/conftest.py)
@@ -114,3 +114,11 @@ def test_the_rerank_hook_reorders_the_candidate_pool(service: Tongwen):
     assert [s.id for s in result.sources] == [h.id for h in reversed(plain)][:3]
     assert "rerank" in result.timings
     assert "rerank" not in service.ask(GOLD["g001"].question_trad).timings
+
+
+def test_variant_characters_fold_into_one_canonical_form() -> None:
+    """A report that writes 衞星 (a variant of 衛星) meets a question about 衛星 or 卫星; a
+    Simplified reader sees 卫星 in the quote."""
+    assert canonical("墨子號衞星") == canonical("墨子號衛星") == canonical("墨子号卫星")
+    assert to_script("中國發射了「墨子號」衞星", "simplified") == "中国发射了「墨子号」卫星"
+    assert to_script("中國發射了「墨子號」衞星", "traditional") == "中國發射了「墨子號」衞星"  # quotes stay as written

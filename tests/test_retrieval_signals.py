@@ -10,7 +10,7 @@ import pytest
 from eval import ablation
 from eval.ablation import Case, cross_validate, fit_fusion, folds_by_item
 from rag.rerank import scorer_reranker
-from rag.retrieve import Query, hybrid_search
+from rag.retrieve import Query, base_rankings, hybrid_search
 from rag.service import Tongwen
 from rag.signals import cue_ranking, merged_sentences, question_cues, signal_indexes
 from rag.store.keyword import char_bigrams
@@ -64,6 +64,22 @@ def test_question_cues_keep_candidates_with_dates_or_figures_in_order(service: T
     assert question_cues(Query.from_question("盧森堡為什麼要轉型？").variants) == ()
     how_much = Query.from_question("运输中私家车的占比要降到多少？")
     assert question_cues(how_much.variants), "多少 is a figure cue in either script"
+
+
+def test_every_keyword_candidate_gets_its_dense_rank(service: Tongwen):
+    """A chunk only the keyword sides found is still ranked by its true cosine, not left out of
+    the dense ranking because that list was cut at candidate_k."""
+    snap, model = service.snapshot, service.model
+    query = Query.from_question("盧森堡交通運輸轉型的長期目標是什麼？")
+    vectors = model.embed_queries(list(query.variants))
+    rankings, cosine, _ = base_rankings(snap, query, vectors, 3)
+    keyword = set(rankings["words"]) | set(rankings["bigrams"])
+    assert keyword - set(snap.dense_best(vectors, 3)), "the question needs a keyword-only candidate"
+    assert keyword <= set(rankings["dense"])
+    assert rankings["dense"] == sorted(cosine, key=cosine.__getitem__, reverse=True)
+    stored = snap.vectors()
+    for pos in keyword:
+        assert cosine[pos] == pytest.approx(float((vectors @ stored[pos]).max()), abs=1e-4)
 
 
 def test_weights_choose_which_rankings_count(service: Tongwen):

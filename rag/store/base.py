@@ -42,6 +42,11 @@ class IndexVersion(Protocol):
         """Best cosine per position over several query vectors (top ``k`` of each)."""
         ...
 
+    def dense_scores(self, vectors: np.ndarray, positions: Sequence[int]) -> dict[int, float]:
+        """Best cosine over several query vectors for the given positions, however far down the
+        dense ranking they are: fills in the dense side of candidates only the keyword sides found."""
+        ...
+
     def keyword_search(self, tokens: Sequence[str], k: int) -> ScoredPositions:
         """Top ``k`` (position, BM25 score) over jieba words of the canonical text."""
         ...

@@ -217,6 +217,18 @@ class MilvusStore:
             return np.zeros((0, 0), dtype=np.float32)
         return np.asarray([row["vector"] for row in rows], dtype=np.float32)
 
+    def vectors_at(self, name: str, positions: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of a few positions (the dense side of keyword-only candidates)."""
+        rows = self.conn.call(
+            "read vectors",
+            "query",
+            name,
+            filter=f"pos in {sorted(int(p) for p in positions)}",
+            output_fields=["pos", "vector"],
+            consistency_level=self._search_consistency(name),
+        )
+        return {int(row["pos"]): np.asarray(row["vector"], dtype=np.float32) for row in rows}
+
     def _read_rows(self, name: str, count: int, fields: list[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for start in range(0, count, READ_PAGE):

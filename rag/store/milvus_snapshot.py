@@ -61,6 +61,16 @@ class MilvusSnapshot:
             return {}
         return self.store.dense_best(self.collection, vectors, k)
 
+    def dense_scores(self, vectors: np.ndarray, positions: Sequence[int]) -> dict[int, float]:
+        if not positions or len(vectors) == 0:
+            return {}
+        stored = self.store.vectors_at(self.collection, positions)
+        if not stored:
+            return {}
+        found = list(stored)
+        best = (np.asarray(vectors, dtype=np.float32) @ np.stack([stored[p] for p in found]).T).max(axis=0)
+        return {p: float(c) for p, c in zip(found, best, strict=True)}
+
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         if self.keyword is not None:
             return self.keyword.search(tokens, k)

@@ -169,6 +169,13 @@ class Snapshot:
                 best[pos] = max(best.get(pos, -1.0), float(score))
         return best
 
+    def dense_scores(self, vectors: np.ndarray, positions: Sequence[int]) -> dict[int, float]:
+        if not positions or len(vectors) == 0:
+            return {}
+        stored = np.stack([self.faiss_index.reconstruct(int(p)) for p in positions])
+        best = (np.asarray(vectors, dtype=np.float32) @ stored.T).max(axis=0)
+        return {int(p): float(c) for p, c in zip(positions, best, strict=True)}
+
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         return self.keyword.search(tokens, k)
 
