@@ -10,12 +10,11 @@ export HF_HUB_OFFLINE := 1
 .PHONY: run test gate gate-milvus lint bench eval wheel-check clean-venv
 
 # The retrieval gate CI runs after the tests: hit@5 and hit@1 on the gold set, both scripts, no LLM.
-# hit@5 measured 0.966 / 0.966 (84 of 87) on 2026-12-01; 0.989 / 0.989 with the onnx-int8 default and
-# 0.989 / 0.989 with the cross-validated fusion on 2026-12-02: 0.97 (85 of 87) tolerates one question
-# of noise. hit@1 measured 0.954 / 0.943 (83 / 82 of 87) with that fusion: 0.90 (79 of 87) tolerates
-# three or four.
+# Measured on 2026-12-02 (every keyword candidate with its dense rank, CV-chosen fusion): hit@5
+# 0.989 / 0.989 (86 of 87), hit@1 0.943 / 0.943 (82 of 87). 0.97 (85 of 87) tolerates one question of
+# noise on hit@5; 0.91 (80 of 87; raised from 0.90) tolerates two on hit@1.
 GATE_HIT5 ?= 0.97
-GATE_HIT1 ?= 0.90
+GATE_HIT1 ?= 0.91
 GATE_HOME ?= .tongwen/gate-home
 
 $(BIN)/python:
