@@ -158,7 +158,8 @@ class AnswerChain:
     def carried(self, turn: Turn) -> tuple[list[int], float]:
         """The passages the previous question found and their neighbours, as one more ranking for
         a follow-up (see :func:`rag.followup.carried_positions`); nothing for a first question."""
-        previous = previous_questions(turn.history, 1) if self.settings.history_chars > 0 else []
+        weight = carried_weight(turn.asked)
+        previous = previous_questions(turn.history, 1) if self.settings.history_chars > 0 and weight else []
         if not previous:
             return [], 0.0
         found = fused_search(
@@ -171,7 +172,7 @@ class AnswerChain:
             self.settings.signal_weights,
         )
         where = chunk_positions(self.snapshot)
-        return carried_positions([where[h.chunk.id] for h in found], self.snapshot.chunks), carried_weight(turn.asked)
+        return carried_positions([where[h.chunk.id] for h in found], self.snapshot.chunks), weight
 
     def rerank(self, turn: Turn) -> Turn:
         """The optional rerank hook: without a reranker the fused ranking stands."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ingest.normalise import canonical
-from ingest.sentences import split_sentences
+from ingest.sentences import CLOSERS, END_MARKS, split_sentences
 from rag.retrieve import Hit
 from rag.store.keyword import tokenize
 
@@ -95,6 +95,42 @@ def answer_span(sentence: str, weights: Mapping[str, float], kind: str | None) -
     return best if _coverage(best, weights) >= 0.5 * _coverage(sentence, weights) else sentence
 
 
+# A PDF table cell or a narrow column breaks one sentence over several short lines
+# (「根據半導體產業協會的數\n據，2018 年對中國銷售的\n晶片中約有 47.5%來自美\n國」): each line alone
+# is a "sentence" that answers nothing, so runs of such lines are also scored as one unit.
+BROKEN_LINE_CHARS = 30  # a line this short that ends without an end mark was broken by the layout
+MAX_JOINED_CHARS = 160
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LINE_BREAK = re.compile(r"\s*\n\s*")
+
+
+def joined_lines(text: str) -> str:
+    """The lines of a broken sentence put back together: nothing between Chinese characters, one
+    space elsewhere (「Dubnica nad Váhom」 keeps its spaces)."""
+
+    def glue(match: re.Match[str]) -> str:
+        before, after = text[match.start() - 1 : match.start()], text[match.end() : match.end() + 1]
+        return "" if _CJK.fullmatch(before or " ") and _CJK.fullmatch(after or " ") else " "
+
+    return _LINE_BREAK.sub(glue, text)
+
+
+def sentence_units(text: str) -> list[tuple[int, int]]:
+    """The sentence spans of a chunk, plus every run of consecutive short lines that a line break
+    alone cut apart (see :data:`BROKEN_LINE_CHARS`), each run as one span."""
+    spans = split_sentences(text)
+    units = list(spans)
+    for i, (start, _) in enumerate(spans):
+        for j in range(i + 1, len(spans)):
+            previous = text[spans[j - 1][0] : spans[j - 1][1]].strip()
+            line = text[spans[j][0] : spans[j][1]].strip()
+            broken = previous and previous[-1] not in END_MARKS + CLOSERS + "…." and len(previous) <= BROKEN_LINE_CHARS
+            if not broken or len(line) > BROKEN_LINE_CHARS or spans[j][1] - start > MAX_JOINED_CHARS:
+                break
+            units.append((start, spans[j][1]))
+    return units
+
+
 def select_evidence(
     hits: Sequence[Hit],
     weights: Mapping[str, float],
@@ -110,30 +146,33 @@ def select_evidence(
     holding the ``kind`` of answer asked for (a figure, a list) gets a bonus. A table row is scored
     together with its header line, since the row alone (「2019 | 35」) shares no word with a question.
     """
-    candidates: list[Evidence] = []
+    candidates: list[tuple[Evidence, int, int]] = []
     for n, hit in enumerate(hits[:depth], start=1):
-        for start, end in split_sentences(hit.chunk.text):
-            text = hit.chunk.text[start:end].strip()
+        for start, end in sentence_units(hit.chunk.text):
+            text = joined_lines(hit.chunk.text[start:end].strip())
             if len(text) < 4:
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
             score = _coverage(f"{header}\n{text}" if header else text, weights) - 0.02 * (n - 1)
             if kind and has_kind(text, kind):
                 score += KIND_BONUS
-            candidates.append(Evidence(n, text, score, header))
-    candidates.sort(key=lambda e: -e.score)
+            candidates.append((Evidence(n, text, score, header), start, end))
+    # Best first; of equal scores the shorter (a sentence before the run of lines holding it).
+    candidates.sort(key=lambda c: (-c[0].score, len(c[0].text)))
     if not candidates:
         return []
     chosen: list[Evidence] = []
+    taken: list[tuple[int, int, int]] = []  # (source, start, end) of what is quoted
     used = 0
-    floor = candidates[0].score * 0.5
-    for ev in candidates:
+    floor = candidates[0][0].score * 0.5
+    for ev, start, end in candidates:
         if len(chosen) >= max_sentences or ev.score < floor:
             break
-        if any(ev.text == c.text for c in chosen):
-            continue
+        if any(ev.text == c.text for c in chosen) or any(n == ev.source and start < e and s < end for n, s, e in taken):
+            continue  # the same words, or a run overlapping a quoted sentence
         if chosen and used + len(ev.text) > max_chars:
             continue
         chosen.append(ev)
+        taken.append((ev.source, start, end))
         used += len(ev.text)
     return chosen

@@ -18,7 +18,7 @@ from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain
 from rag.condense import rewrite_by_rules
-from rag.evidence import answer_span, asked_kind, select_evidence
+from rag.evidence import answer_span, asked_kind, joined_lines, select_evidence
 from rag.followup import (
     carried_positions,
     carried_weight,
@@ -147,6 +147,25 @@ def test_a_table_row_is_found_with_its_header() -> None:
     assert evidence[0].text == "2020 | 5 | 260" and evidence[0].context.startswith("年度 | 試點城市數")
 
 
+def test_a_sentence_broken_over_short_lines_is_quoted_whole() -> None:
+    """A PDF table cell breaks one sentence over several lines; each line alone answers nothing,
+    the run of them does, and it is quoted once, lines joined (no space between Chinese)."""
+    cell = (
+        "半導體\n根據半導體產業協會的數\n據，2018 年對中國銷售的\n晶片中約有 47.5%來自美\n國\n"
+        "一些估計中國的晶片技術比美國和台灣落後五至七年，因為尖端晶片也在不斷變化。\n"
+    )
+    weights = {"半导体": 2.0, "协会": 3.0, "2018": 4.0, "中国": 1.0, "销售": 2.0, "芯片": 1.0, "晶片": 1.0, "美国": 1.0}
+    evidence = select_evidence([chunk_hit(cell)], weights, kind="figure")
+    assert "47.5%來自美國" in evidence[0].text and "\n" not in evidence[0].text
+    assert evidence[0].text.endswith("據，2018 年對中國銷售的晶片中約有 47.5%來自美國")
+    assert not any("數據" in ev.text for ev in evidence[1:]), "no second quote of the same lines"
+    # A long line that ends without an end mark is prose, not a broken cell: not joined.
+    prose = "這是一段很長的說明文字沒有句號但是已經超過三十個字元所以不是表格裡被切斷的儲存格內容\n下一行\n"
+    texts = [ev.text for ev in select_evidence([chunk_hit(prose)], {"说明": 1.0, "下": 1.0})]
+    assert texts and not any("內容下一行" in t for t in texts), texts
+    assert [joined_lines("Dubnica\nnad Váhom\n市")] == ["Dubnica nad Váhom 市"]
+
+
 def test_extractive_answer_quotes_the_span_then_the_sentence(service: Tongwen) -> None:
     result = service.ask("盧森堡是在什麼時候發布「第三次產業革命策略」的？")
     assert result.found and "2016年11月" in result.answer
@@ -159,10 +178,10 @@ def test_extractive_answer_quotes_the_span_then_the_sentence(service: Tongwen) -
 
 
 # -- follow-ups end to end --------------------------------------------------------------------
-def play(service: Tongwen, dialogue_id: str, script: str) -> Answer:
+def play(service: Tongwen, dialogue_id: str, script: str, turns: int | None = None) -> Answer:
     history: list[dict[str, str]] = []
     result: Answer | None = None
-    for turn in DIALOGUES[dialogue_id].turns:
+    for turn in DIALOGUES[dialogue_id].turns[:turns]:
         question = turn.question(script)
         result = service.ask(question, history=history)
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
@@ -178,6 +197,32 @@ def test_follow_up_finds_its_evidence_and_answers(service: Tongwen, dialogue_id:
     assert any(contains_evidence(s.text, e) for s in result.sources[:5] for e in last.evidence)
     assert result.found, (result.question, result.support, result.missing)
     assert detect_script(result.answer) == ("traditional" if script == "trad" else "simplified")
+
+
+def test_a_why_follow_up_carries_the_previous_passages_into_its_search(service: Tongwen) -> None:
+    """The chain searches the previous question again and fuses its passages (and their
+    neighbours) into a why/how follow-up's ranking, enough to lift one into the sources."""
+    from rag.chain import Turn
+    from rag.generate.base import GenerationOptions
+    from rag.retrieve import Query, chunk_positions, fused_search
+
+    chain, snapshot = service.chain("extractive"), service.snapshot
+    first = "新藍海戰略建議成立什麼辦公室？"
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": "「…」[1]"}]
+    why = Turn("為什麼推動這個計劃會遇到阻力？", history, 5, GenerationOptions())
+    positions, weight = chain.carried(why)
+    where = chunk_positions(snapshot)
+    first_turn = chain.runnable().invoke(Turn(first, [], 3, GenerationOptions()))
+    previous = [where[h.chunk.id] for h in first_turn.hits]
+    assert weight > 0 and positions[: len(previous)] == previous
+    assert set(positions) - set(previous), "their neighbours follow"
+    assert chain.carried(Turn("那韓國呢？", history, 5, GenerationOptions())) == ([], 0.0)
+    # Fused with weight 1, a carried passage the question alone ranks low enters the top 5.
+    query = Query.from_question(why.asked)
+    alone = [where[h.chunk.id] for h in fused_search(snapshot, service.model, [(query, 1.0)], 40)]
+    low = next(p for p in positions if p not in alone[:5])
+    carried = fused_search(snapshot, service.model, [(query, 1.0)], 5, carried=([low], weight))
+    assert low in [where[h.chunk.id] for h in carried]
 
 
 @pytest.mark.parametrize("script", ["trad", "simp"])
