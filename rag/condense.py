@@ -51,19 +51,28 @@ def elliptical_subject(question: str) -> str | None:
 _PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|該(?![當当])|该(?!当)")
 
 
-def resolve_pronoun(question: str, previous: str) -> str | None:
+# 它們 / 他們 point at what the previous question counted or listed (「多少家銀行」 → 它們), rarely at
+# the place or company it named, so a plural pronoun is not replaced by a name.
+_PLURAL = frozenset({"它們", "它们", "他們", "他们"})
+
+
+def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     """「那它提出了哪些產業？」 after 「盧森堡…」 → 「盧森堡提出了哪些產業？」 (first name of the
-    previous question in place of the pronoun), or None when there is no pronoun or no name."""
+    previous question in place of the pronoun), or None when there is no singular pronoun or no
+    name. Trusted only when the name stands whole: a name jieba cut off before a noun may be part
+    of a longer one (「中技社是…」 comes out as 中技 / 社是, and 「中技現在有多少名員工」 is wrong)."""
     match = _PRONOUN.search(question)
-    if not match:
+    if not match or match.group() in _PLURAL:
         return None
     canon_prev = canonical(previous)
+    words = list(posseg().cut(canon_prev))
     offset = 0
-    for word in posseg().cut(canon_prev):
+    for i, word in enumerate(words):
         if word.flag in _NAME_FLAGS and len(canon_prev) == len(previous):
             name = previous[offset : offset + len(word.word)]
             body = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()]) + name + question[match.end() :]
-            return body.strip()
+            whole = i + 1 == len(words) or not words[i + 1].flag.startswith("n")
+            return body.strip(), whole
         offset += len(word.word)
     return None
 
@@ -106,14 +115,14 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
     look like a follow-up. Trusted: a name put in place of a name (那韓國呢 after a question about
     台積電), a pronoun replaced by the previous question's name, or a common noun phrase attached
     to the previous topic (那三大運作原則呢). Not trusted: a name attached as if it were an
-    attribute (「台積電的韓國是什麼」) or a word too short to tell, which only means the rules could not place it."""
+    attribute (「台積電的韓國是什麼」), a word too short to tell, which only means the rules could not
+    place it, or a name that may be cut short (see :func:`resolve_pronoun`)."""
     previous = last_user_message(history)
     if previous is None:
         return None
     subject = elliptical_subject(question)
     if subject is None:
-        resolved = resolve_pronoun(question, previous)
-        return None if resolved is None else (resolved, True)
+        return resolve_pronoun(question, previous)
     script = detect_script(question)
     substituted = substitute_subject(previous, subject)
     if substituted is not None:

@@ -104,6 +104,22 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
     assert rewritten is not None and rewritten[1] is trusted
 
 
+@pytest.mark.parametrize(
+    "previous, follow_up, expected",
+    [
+        ("盧森堡在2016年發布了什麼策略？", "它的目標年是哪一年？", ("盧森堡的目標年是哪一年？", True)),
+        # jieba cuts 中技社是 as 中技 / 社是: the name may be cut short, so it is not shown.
+        ("中技社是哪一年創立的？", "它現在有多少名員工？", ("中技現在有多少名員工？", False)),
+        # 它們 are the banks counted, not 盧森堡: no name is put in.
+        ("盧森堡現在有多少家銀行？", "它們管理的資產總額是多少歐元？", None),
+    ],
+)
+def test_a_pronoun_is_replaced_by_a_whole_singular_name_only(
+    previous: str, follow_up: str, expected: tuple[str, bool] | None
+) -> None:
+    assert rewrite_by_rules(follow_up, history_of((previous, "…"))) == expected
+
+
 def test_other_is_not_a_pronoun() -> None:
     """「其他」 is not 「其」: replacing it by a name gave 「台積電他台灣廠商呢」."""
     assert rewrite_by_rules("那其他台灣廠商呢？", history_of(("台積電在晶片危機時可以協助各國做什麼？", "…"))) is None
