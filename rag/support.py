@@ -126,6 +126,7 @@ _GLUE = frozenset(
 )
 
 
+@lru_cache(maxsize=1024)
 def asked_about(variant: str) -> str | None:
     """The noun a canonical question asks the value of (「總預算是多少歐元」 → 总预算), or None
     when the question has no such shape or the word before the question word is not a noun."""
@@ -175,15 +176,19 @@ def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> l
     attested) person, not the corpus's setting, not already in the conversation."""
     limit = ENTITY_MAX_SHARE * max(1, len(snapshot.chunks))
     names = [
-        w.word
-        for w in posseg().cut(query.variants[0])
-        if len(w.word) >= 2
-        and (
-            w.flag in _ENTITY_FLAGS
-            or (w.flag == _PERSON_FLAG and snapshot.doc_freq.get(w.word, 0) >= PERSON_MIN_CHUNKS)
-        )
+        word
+        for word, flag in _tagged(query.variants[0])
+        if len(word) >= 2
+        and (flag in _ENTITY_FLAGS or (flag == _PERSON_FLAG and snapshot.doc_freq.get(word, 0) >= PERSON_MIN_CHUNKS))
     ]
     return [n for n in dict.fromkeys(names) if n not in context and snapshot.doc_freq.get(n, 0) <= limit]
+
+
+@lru_cache(maxsize=1024)
+def _tagged(variant: str) -> tuple[tuple[str, str], ...]:
+    """jieba's (word, part of speech) of a question, once per question: the entity check and the
+    amount binding both read it, and tagging is the costly step."""
+    return tuple((w.word, w.flag) for w in posseg().cut(variant))
 
 
 def _forms(name: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import numpy as np
 from rag.store.keyword import KeywordIndex
 from rag.store.milvus import MilvusStore
 from rag.store.records import ChunkRecord
-from rag.store.snapshot import Manifest, bigram_index
+from rag.store.snapshot import Manifest, best_cosines, bigram_index
 
 
 class MilvusSnapshot:
@@ -68,8 +68,7 @@ class MilvusSnapshot:
         if not stored:
             return {}
         found = list(stored)
-        best = (np.asarray(vectors, dtype=np.float32) @ np.stack([stored[p] for p in found]).T).max(axis=0)
-        return {p: float(c) for p, c in zip(found, best, strict=True)}
+        return best_cosines(vectors, found, np.stack([stored[p] for p in found]))
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         if self.keyword is not None:

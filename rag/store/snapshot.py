@@ -173,8 +173,7 @@ class Snapshot:
         if not positions or len(vectors) == 0:
             return {}
         stored = np.stack([self.faiss_index.reconstruct(int(p)) for p in positions])
-        best = (np.asarray(vectors, dtype=np.float32) @ stored.T).max(axis=0)
-        return {int(p): float(c) for p, c in zip(positions, best, strict=True)}
+        return best_cosines(vectors, [int(p) for p in positions], stored)
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         return self.keyword.search(tokens, k)
@@ -356,6 +355,13 @@ def rollback(root: Path, name: str | None = None) -> VersionInfo:
             raise IndexCorrupt(f"Version {target.name} is damaged too: {target.problem}. {_REINDEX_HINT}")
     versions.set_current(target.name)
     return replace(target, current=True)
+
+
+def best_cosines(vectors: np.ndarray, positions: Sequence[int], stored: np.ndarray) -> dict[int, float]:
+    """Position → best cosine over the query vectors, ``stored`` holding one unit vector per
+    position (the ``dense_scores`` of every store)."""
+    best = (np.asarray(vectors, dtype=np.float32) @ np.asarray(stored, dtype=np.float32).T).max(axis=0)
+    return {p: float(c) for p, c in zip(positions, best, strict=True)}
 
 
 def bigram_index(chunks: list[ChunkRecord]) -> KeywordIndex:
