@@ -78,7 +78,7 @@ def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, r
             continue
         for script in SCRIPTS:
             query = Query.from_question(item.question(script))
-            vectors = model.embed_queries(list(query.variants))
+            vectors = model.embed_queries(list(query.embedded))
             rankings, cosine, _ = base_rankings(snapshot, query, vectors, candidate_k)
             rankings |= {
                 "sentence": indexes.sentences.chunk_ranking(query.bigrams, candidate_k),

@@ -44,7 +44,7 @@ class Source(BaseModel):
     heading: str = Field(description="Heading path of the passage, e.g. 「第三章 … > 二、…」.")
     text: str = Field(description="The passage as written in the document (its own script).")
     score: float = Field(description="Fused reciprocal-rank score.")
-    dense_score: float | None = Field(default=None, description="Best cosine over the query variants.")
+    dense_score: float | None = Field(default=None, description="Best cosine to the question.")
     keyword_score: float | None = Field(default=None, description="BM25 score of the word ranking.")
     location: Location
 

@@ -107,6 +107,27 @@ def test_onnx_vectors_match_torch(models: dict[str, EmbeddingModel], backend: st
     assert vectors[0] @ vectors[1] > max(vectors[0] @ vectors[3], vectors[1] @ vectors[3])
 
 
+def test_passages_run_one_per_run_on_their_own_session(model_folder: Path) -> None:
+    """The ingest path (one text per run, several runs at once) must give what the query path's
+    batched run gives, in input order, and a passage's vector must not depend on its batchmates
+    (it did with padded batches: dynamic int8 quantises a whole batch's activations together)."""
+    export = load_export(model_folder)
+    assert export is not None
+    encoder = OnnxEncoder(export, INT8_FILE, threads=2)
+    texts = ["passage: " + t for t in [*SENTENCES, *NASTY_TEXTS]]
+    batched = encoder.encode(texts, batch_size=len(texts))
+    assert encoder._passage_session is None  # a process that only embeds questions holds one session
+    vectors = encoder.encode_passages(texts)
+    assert encoder._passage_session is not None and encoder.workers == 2
+    assert vectors.shape == batched.shape and vectors.dtype == np.float32
+    assert float(np.min(np.sum(vectors * batched, axis=1))) >= 0.98  # same texts, same places
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    alone = np.stack([encoder.encode_passages([t])[0] for t in texts[:4]])
+    beside_others = encoder.encode_passages(list(reversed(texts)))[::-1][:4]
+    assert np.array_equal(alone, vectors[:4]) and np.array_equal(beside_others, vectors[:4])
+    assert encoder.encode_passages([]).shape == (0, export.dimension)
+
+
 def test_token_counts_and_truncation_match_torch(models: dict[str, EmbeddingModel]) -> None:
     long_text = (CORPUS / "000_6e77f61679c9a0c3.txt").read_text(encoding="utf-8")[:3000]
     texts = [*SENTENCES, long_text]

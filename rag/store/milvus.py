@@ -265,7 +265,7 @@ class MilvusStore:
         return [[(int(hit["entity"]["pos"]), float(hit["distance"])) for hit in hits] for hits in results]
 
     def dense_best(self, name: str, vectors: np.ndarray, k: int) -> dict[int, float]:
-        """Best cosine per position over several query vectors (the query's script variants), as
+        """Best cosine per position over several query vectors, as
         ``rag.retrieve.hybrid_search`` computes it from FAISS: a drop-in for that dense side."""
         best: dict[int, float] = {}
         for hits in self.dense_search(name, vectors, k):
