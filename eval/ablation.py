@@ -38,9 +38,9 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "before + heading": ({**_BEFORE, "heading": 1.0}, 60),
     "before + cue": ({**_BEFORE, "cue": 1.0}, 60),
     "before, k=20": (_BEFORE, 20),
-    "previous defaults: dense 0.5, words 0.5, bigrams 1, k=20": ({"dense": 0.5, "words": 0.5, "bigrams": 1.0}, 20),
-    "defaults: equal weights + cue 0.25, k=20": (dict(DEFAULT_WEIGHTS), 20),
-    "defaults without cue": ({**DEFAULT_WEIGHTS, "cue": 0.0}, 20),
+    "earlier defaults: equal weights + cue 0.25, k=20": ({**_BEFORE, "cue": 0.25}, 20),
+    "defaults: dense 0.5, words 0.5, bigrams 1, k=20": (dict(DEFAULT_WEIGHTS), 20),
+    "defaults + cue 0.25": ({**DEFAULT_WEIGHTS, "cue": 0.25}, 20),
     "defaults + sentence 0.5": ({**DEFAULT_WEIGHTS, "sentence": 0.5}, 20),
     "defaults + heading 0.1": ({**DEFAULT_WEIGHTS, "heading": 0.1}, 20),
 }
