@@ -138,10 +138,14 @@ class OnnxEncoder:
             starts = tqdm(starts, desc="Batches", unit="batch")
         for start in starts:
             index = order[start : start + batch_size]
-            ids, mask = self.tokenize_batch([texts[i] for i in index])
-            (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
-            out[index] = mean_pool_normalise(hidden, mask)
+            out[index] = self._embed(self._session, [texts[i] for i in index])
         return out
+
+    def _embed(self, session: Any, texts: list[str]) -> np.ndarray:
+        """One run of ``session`` over ``texts`` (padded together): their unit vectors."""
+        ids, mask = self.tokenize_batch(texts)
+        (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return mean_pool_normalise(hidden, mask)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of ``texts``, one run per text on the passage session, ``workers`` at a
@@ -151,9 +155,7 @@ class OnnxEncoder:
         session = self._passages()
 
         def embed(i: int) -> None:
-            ids, mask = self.tokenize_batch([texts[i]])
-            (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
-            out[i] = mean_pool_normalise(hidden, mask)[0]
+            out[i] = self._embed(session, [texts[i]])[0]
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         if self.workers <= 1 or len(texts) <= 1:
