@@ -194,6 +194,8 @@ def calibrate_threshold(records: list[dict], max_false_refusal: float = 0.1) -> 
     scripts = sorted({r.get("script", "") for r in records})
     answerable = [r for r in records if r["answerable"]]
     unanswerable = [r for r in records if not r["answerable"]]
+    if not answerable:  # e.g. a gold file that is all held-out: nothing to calibrate on
+        return {"threshold": None}
 
     refused = _refused_at
 

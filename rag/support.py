@@ -126,6 +126,26 @@ _GLUE = frozenset(
 )
 
 
+# Aspect particles: the word before 「了多少」 is a verb (挹注了多少資金), whose object follows.
+_ASPECT = frozenset(["了", "过"])
+
+
+def _counts_what_follows(rest: str) -> bool:
+    """Whether the question word counts the noun right after it (「有幾個國家」, 「多少家中心」):
+    then that noun, not the one before (「COP28會議上」, the frame), is what is counted, and it is
+    usually a common word the sources hold in other forms. A unit (多少歐元) is checked apart."""
+    words = [w for w in posseg().cut(rest[:12]) if w.word.strip()]
+    if words and words[0].flag == "q":  # a measure word: 家, 座, 項
+        words = words[1:]
+    # One character after it (多少人, 幾年) is a counter like a unit, not a thing.
+    return (
+        bool(words)
+        and words[0].flag.startswith("n")
+        and len(words[0].word) >= 2
+        and not _UNIT.match("多少" + _same_units(words[0].word))
+    )
+
+
 @lru_cache(maxsize=1024)
 def asked_about(variant: str) -> str | None:
     """The noun a canonical question asks the value of (「總預算是多少歐元」 → 总预算), or None
@@ -133,7 +153,13 @@ def asked_about(variant: str) -> str | None:
     match = _ASKS.search(variant)
     if not match:
         return None
+    if _counts_what_follows(variant[match.end() :]):
+        return None
     words = [w for w in posseg().cut(variant[: match.start()]) if w.word.strip()]
+    # 「調動了多少人員」: a verb with its aspect particle asks the amount of its object, which
+    # follows. The glue verbs (花了多少日圓) keep the noun before them.
+    if len(words) >= 2 and words[-1].word in _ASPECT and words[-2].word not in _GLUE:
+        return None
     # Skip the glue, and any one-character function word jieba split off the noun (差旅费 / 用).
     while words and (words[-1].word in _GLUE or (len(words[-1].word) == 1 and not words[-1].flag.startswith("n"))):
         words.pop()
@@ -181,7 +207,23 @@ def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> l
         if len(word) >= 2
         and (flag in _ENTITY_FLAGS or (flag == _PERSON_FLAG and snapshot.doc_freq.get(word, 0) >= PERSON_MIN_CHUNKS))
     ]
-    return [n for n in dict.fromkeys(names) if n not in context and snapshot.doc_freq.get(n, 0) <= limit]
+    return [
+        n
+        for n in dict.fromkeys(names)
+        if n not in context and snapshot.doc_freq.get(n, 0) <= limit and corpus_writes(snapshot, n)
+    ]
+
+
+def corpus_writes(snapshot: IndexVersion, name: str) -> bool:
+    """Whether any chunk holds ``name``. A place or organisation the documents never write is
+    most often a Mainland rendering of one they do (圣旺 for 聖圖安, 波士顿咨询公司 for 波士頓顧問
+    公司), which no source can hold; the coverage score already weighs such a word the most."""
+    if snapshot.doc_freq.get(name, 0):
+        return True
+    text = snapshot.__dict__.get("_corpus_text")
+    if text is None:  # built once per snapshot (immutable): ~1 MB for the bundled corpus
+        text = snapshot.__dict__["_corpus_text"] = "\n".join(c.canonical for c in snapshot.chunks)
+    return name in text
 
 
 @lru_cache(maxsize=1024)

@@ -1,0 +1,81 @@
+"""The Mainland/Taiwan vocabulary bridge (``ingest/vocabulary.tsv``): what the file claims of each
+pair holds, and a Mainland question reaches a Taiwan-worded passage through it."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import opencc
+import pytest
+
+from ingest.normalise import canonical, query_variants
+from rag.retrieve import Query
+from rag.store.keyword import KeywordIndex, char_bigrams
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+CORPUS_SECTION = "# From the corpus"
+
+
+def vocabulary_lines() -> list[str]:
+    return resources.files("ingest").joinpath("vocabulary.tsv").read_text("utf-8").splitlines()
+
+
+def pairs(lines: list[str]) -> list[tuple[str, str]]:
+    return [tuple(line.split("\t")) for line in lines if line.strip() and not line.startswith("#")]  # type: ignore[misc]
+
+
+def corpus_section() -> list[tuple[str, str]]:
+    lines = vocabulary_lines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(CORPUS_SECTION))
+    return pairs(lines[start:])
+
+
+def test_every_line_is_a_mainland_taiwan_pair_once() -> None:
+    every = pairs(vocabulary_lines())
+    assert all(len(p) == 2 and all(p) for p in every)
+    assert len(set(every)) == len(every)
+    assert len(corpus_section()) > 100
+
+
+def test_no_corpus_pair_is_one_opencc_already_bridges() -> None:
+    """A corpus pair earns its line only where OpenCC's phrase tables do not already turn one word
+    into the other; the rest would only add duplicate variants. (The hand-written pairs above it
+    include some OpenCC bridges too: they keep 大数据 whole before 数据 is bridged.)"""
+    to_mainland, to_taiwan = opencc.OpenCC("tw2sp"), opencc.OpenCC("s2twp")
+    bridged = [
+        (m, t)
+        for m, t in corpus_section()
+        if canonical(to_mainland.convert(t)) == canonical(m) and canonical(to_taiwan.convert(m)) == canonical(t)
+    ]
+    assert bridged == []
+
+
+def test_the_corpus_section_names_words_the_reports_use() -> None:
+    """Its Taiwan side was read off the bundled reports, so each word must occur in them (lines
+    joined: the PDF extraction breaks words across lines)."""
+    text = "".join(re.sub(r"\s+", "", p.read_text("utf-8")) for p in sorted(CORPUS.glob("*.txt")))
+    absent = [t for _, t in corpus_section() if t not in text]
+    assert absent == []
+
+
+@pytest.mark.parametrize(
+    "question, taiwan_word",
+    [
+        ("仿制药的市场规模是多少？", "学名药"),  # 學名藥
+        ("增材制造主要用在哪些领域？", "积层制造"),  # 積層製造
+        ("东盟国家的投资情况如何？", "东协"),  # 東協
+        ("特朗普政府提出了什么关税措施？", "川普"),
+    ],
+)
+def test_a_mainland_question_gets_the_taiwan_word_as_a_variant(question: str, taiwan_word: str) -> None:
+    assert taiwan_word not in canonical(question)
+    assert any(taiwan_word in v for v in query_variants(question)[1:])
+
+
+def test_a_mainland_question_ranks_the_taiwan_worded_passage_first() -> None:
+    passages = ["我國學名藥廠商近年擴大外銷，產值持續成長。", "原廠藥的專利保護期間較長，市場規模較大。"]
+    index = KeywordIndex.build([char_bigrams(canonical(p)) for p in passages])
+    ranked = index.search(Query.from_question("仿制药厂商的外销情况").bigrams, 2)
+    assert ranked[0][0] == 0
