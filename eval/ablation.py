@@ -43,6 +43,7 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "defaults + cue 0.25": ({**DEFAULT_WEIGHTS, "cue": 0.25}, 20),
     "defaults + sentence 0.5": ({**DEFAULT_WEIGHTS, "sentence": 0.5}, 20),
     "defaults + heading 0.1": ({**DEFAULT_WEIGHTS, "heading": 0.1}, 20),
+    "CV fit on 82 tune questions: equal weights + cue 0.25, k=5": ({**_BEFORE, "cue": 0.25}, 5),
 }
 #: The grid cross-validation searches (bigrams fixed at 1.0: only the ratios matter).
 GRID: dict[str, tuple[float, ...]] = {

@@ -158,6 +158,6 @@ def test_cross_validation_never_fits_on_the_scored_fold(monkeypatch: pytest.Monk
 
 
 def test_fusion_weights_setting_names_known_rankings_only(make_settings, tmp_path):
-    assert make_settings(tmp_path, fusion_weights={"cue": 0.25}).signal_weights["cue"] == 0.25
+    assert make_settings(tmp_path, fusion_weights={"cue": 0.5}).signal_weights["cue"] == 0.5  # default 0
     with pytest.raises(ValueError, match="unknown ranking"):
         make_settings(tmp_path, fusion_weights={"Dense": 1.0})
