@@ -32,6 +32,17 @@ _ASKS_LIST = re.compile(r"哪些|哪几|哪[二三四五六七八九十两\d]|�
 _FIGURE = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]+(?:[个項项位家年月日天%％倍成]|分之)")
 _CLAUSE_END = re.compile(r"[，,：:；;。！？!?]")
 KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
+# A table's or figure's label (「表 3-3-2 美國 2018 及 2019 年進口額分布」, 「圖二、…」) or its source
+# line: it names what the table shows, it states nothing, yet it repeats the question's words.
+_LABEL = re.compile(r"^[表图圖]\s*年?\s*[\d一二三四五六七八九十]")
+_SOURCE_LINE = re.compile(r"^[资資]料[来來]源\s*[:：]")
+
+
+def is_caption(text: str) -> bool:
+    """A source line, or a label that does not end like a sentence (「表3顯示出口成長5%。」 does)."""
+    if _SOURCE_LINE.match(text):
+        return True
+    return _LABEL.match(text) is not None and not text.rstrip().endswith(tuple("。！？!?"))
 
 
 def asked_kind(question: str) -> str | None:
@@ -150,7 +161,7 @@ def select_evidence(
     for n, hit in enumerate(hits[:depth], start=1):
         for start, end in sentence_units(hit.chunk.text):
             text = joined_lines(hit.chunk.text[start:end].strip())
-            if len(text) < 4:
+            if len(text) < 4 or is_caption(text):
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
             score = _coverage(f"{header}\n{text}" if header else text, weights) - 0.02 * (n - 1)

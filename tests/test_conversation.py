@@ -18,7 +18,7 @@ from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain
 from rag.condense import rewrite_by_rules
-from rag.evidence import answer_span, asked_kind, joined_lines, select_evidence
+from rag.evidence import answer_span, asked_kind, is_caption, joined_lines, select_evidence
 from rag.followup import (
     carried_positions,
     carried_weight,
@@ -161,6 +161,33 @@ def test_a_table_row_is_found_with_its_header() -> None:
     weights = {"2020": 6.0, "试点": 3.0, "城市": 2.0}
     evidence = select_evidence(hits, weights, kind="figure")
     assert evidence[0].text == "2020 | 5 | 260" and evidence[0].context.startswith("年度 | 試點城市數")
+
+
+@pytest.mark.parametrize(
+    "line, caption",
+    [
+        ("表 3-3-2 美國 2018 及 2019 年進口額分布（美國對中國大陸加徵的三波關稅清單項目）", True),
+        ("圖二、聖圖安跳蚤市場", True),
+        ("資料來源：本計畫計算，資料獲取自 Global Trade Atlas 資料庫。", True),
+        ("表示未來將擴大投資。", False),  # 表示 is a verb
+        ("表3顯示出口成長5%。", False),  # a sentence about a table states a fact
+    ],
+)
+def test_captions_are_labels_not_sentences(line: str, caption: bool) -> None:
+    assert is_caption(line) is caption
+
+
+def test_a_caption_is_never_quoted_as_the_answer() -> None:
+    """A table's label repeats the question's words (美國, 2019, 進口額) and states nothing; the
+    sentence beside it holds the figure."""
+    text = (
+        "表 3-3-2 美國 2018 及 2019 年進口額分布（三波關稅清單項目）\n"
+        "美國自臺灣的進口額，相對於 2018 年共增加 26.5 億美元。\n"
+    )
+    weights = {"美国": 1.0, "2018": 2.0, "2019": 2.0, "进口额": 3.0, "分布": 1.0, "台湾": 1.0}
+    texts = [ev.text for ev in select_evidence([chunk_hit(text)], weights, kind="figure")]
+    assert texts and texts[0].startswith("美國自臺灣的進口額")
+    assert not any(t.startswith("表") for t in texts)
 
 
 def test_a_sentence_broken_over_short_lines_is_quoted_whole() -> None:
