@@ -199,7 +199,8 @@ def missing_entities(
 
 def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> list[str]:
     """The names :func:`missing_entities` requires: tagged as a place, organisation or (well
-    attested) person, not the corpus's setting, not already in the conversation."""
+    attested) person, written somewhere in the corpus (see :func:`corpus_writes`), not the
+    corpus's setting, not already in the conversation."""
     limit = ENTITY_MAX_SHARE * max(1, len(snapshot.chunks))
     names = [
         word
