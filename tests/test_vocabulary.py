@@ -79,3 +79,18 @@ def test_a_mainland_question_ranks_the_taiwan_worded_passage_first() -> None:
     index = KeywordIndex.build([char_bigrams(canonical(p)) for p in passages])
     ranked = index.search(Query.from_question("仿制药厂商的外销情况").bigrams, 2)
     assert ranked[0][0] == 0
+
+
+def test_character_pairs_are_the_same_for_either_scripts_quotation_marks() -> None:
+    """Taiwan quotes 「白名單」, the Mainland “白名单”: the pairs may not carry the marks, or the
+    Traditional question alone would match a passage's 「白 and 单」."""
+    taiwan = char_bigrams(canonical("日本把韓國移出「白名單」後"))
+    mainland = char_bigrams(canonical("日本把韩国移出“白名单”后"))
+    assert taiwan == mainland
+    assert "白名" in taiwan and "名单" in taiwan
+    assert not any(ch in pair for pair in taiwan for ch in "「」“”")
+
+
+def test_character_pairs_join_across_the_stray_spaces_of_extracted_text() -> None:
+    assert "9年" in char_bigrams(canonical("於 2019 年發布"))
+    assert char_bigrams("，") == ()

@@ -23,6 +23,7 @@ import numpy as np
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _TOKEN = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
+_WORD_RUN = re.compile(r"[\w\u3400-\u9fff]+", re.UNICODE)
 
 
 @lru_cache(maxsize=1)
@@ -54,11 +55,19 @@ def tokenize(canonical_text: str) -> tuple[str, ...]:
 
 
 def char_bigrams(canonical_text: str) -> tuple[str, ...]:
-    """Overlapping character pairs (spaces dropped): a keyword side that no word segmentation
-    can get wrong. jieba may cut 產業革命 differently in a question and in a chunk; the pairs
-    产业, 业革, 革命 match either way."""
-    chars = [c for c in canonical_text if not c.isspace()]
-    return tuple(a + b for a, b in pairwise(chars)) or tuple(chars)
+    """Overlapping character pairs (spaces dropped) within runs of word characters: a keyword
+    side that no word segmentation can get wrong. jieba may cut 產業革命 differently in a
+    question and in a chunk; the pairs 产业, 业革, 革命 match either way.
+
+    No pair spans punctuation: the two scripts quote differently (「白名單」 in Taiwan, “白名单”
+    on the Mainland), so a pair like 「白 matched the Traditional question only."""
+    pairs: list[str] = []
+    for run in _WORD_RUN.findall("".join(canonical_text.split())):
+        if len(run) == 1:
+            pairs.append(run)
+        else:
+            pairs.extend(a + b for a, b in pairwise(run))
+    return tuple(pairs)
 
 
 class KeywordIndex:
