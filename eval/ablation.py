@@ -33,6 +33,7 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "BM25 words alone": ({"words": 1.0}, 60),
     "BM25 bigrams alone": ({"bigrams": 1.0}, 60),
     "sentence bigrams alone": ({"sentence": 1.0}, 60),
+    "heading bigrams alone": ({"heading": 1.0}, 60),
     "dense + words + bigrams, k=60 (before)": (_BEFORE, 60),
     "before + sentence": ({**_BEFORE, "sentence": 1.0}, 60),
     "before + heading": ({**_BEFORE, "heading": 1.0}, 60),
@@ -43,7 +44,12 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "defaults + cue 0.25": ({**DEFAULT_WEIGHTS, "cue": 0.25}, 20),
     "defaults + sentence 0.5": ({**DEFAULT_WEIGHTS, "sentence": 0.5}, 20),
     "defaults + heading 0.1": ({**DEFAULT_WEIGHTS, "heading": 0.1}, 20),
-    "CV fit on 82 tune questions: equal weights + cue 0.25, k=5": ({**_BEFORE, "cue": 0.25}, 5),
+    "defaults + every signal (sentence 0.5, heading 0.1, cue 0.25)": (
+        {**DEFAULT_WEIGHTS, "sentence": 0.5, "heading": 0.1, "cue": 0.25},
+        20,
+    ),
+    "earlier CV fit (82 tune questions): equal weights + cue 0.25, k=5": ({**_BEFORE, "cue": 0.25}, 5),
+    "CV fit (82 tune questions, pairs without punctuation): defaults at k=10": (dict(DEFAULT_WEIGHTS), 10),
 }
 #: The grid cross-validation searches (bigrams fixed at 1.0: only the ratios matter).
 GRID: dict[str, tuple[float, ...]] = {
