@@ -1,12 +1,16 @@
 """Throughput and latency of the HTTP API under concurrent clients, on loopback.
 
-    python -m bench.api_load [--duration 20] [--clients 10] [--out bench/out/api_load.json]
+    python -m bench.api_load [--duration 20] [--clients 10] [--out bench/out/api_load.json] [--url URL]
 
 Starts the real app (no UI) over the index of the default settings (``TONGWEN_*`` environment;
 with no index yet, the bundled corpus is indexed first), serves it with uvicorn on a free
 127.0.0.1 port, then runs ``--clients`` concurrent clients against ``/api/retrieve`` and against
 extractive ``/api/ask``, one endpoint after the other, for ``--duration`` seconds each. Prints a
 table and writes requests/s and p50/p95 latency per endpoint to a JSON file.
+
+With ``--url`` it loads a server that runs in a process of its own (``tongwen serve``) instead: in
+one process the client's Python work and the server's share an interpreter lock, which adds to
+every request's time.
 
 The pieces here (a loopback server in a thread, a bounded async load driver and its statistics)
 are shared with ``bench.soak`` and the reliability tests.
@@ -276,23 +280,19 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         )
 
 
-def run(duration: float, clients: int, max_requests: int, timeout: float) -> dict[str, Any]:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from rag.config import Settings
-    from rag.service import Tongwen
-    from ui.server import create_app
+def run(duration: float, clients: int, max_requests: int, timeout: float, url: str | None = None) -> dict[str, Any]:
+    """Load the API served here (in a thread of this process) or, with ``url``, a server of its own.
 
-    service = Tongwen(Settings())
-    app = create_app(service=service, with_ui=False)  # indexes the bundled corpus if there is no index
-    info = service.info()
+    In this process the load driver and the server share one interpreter lock, so every request
+    also waits for the client's own Python work; a separate server process (``tongwen serve``)
+    is what a caller sees.
+    """
     questions = load_questions()
     calls = {"retrieve": retrieve_call, "ask": ask_call}
     results: dict[str, dict[str, Any]] = {}
 
-    async def measure() -> None:
-        async with make_client(url, clients, timeout) as client:
+    async def measure(base: str) -> None:
+        async with make_client(base, clients, timeout) as client:
             for call in calls.values():  # warm-up: first-request costs stay out of the figures
                 await send(client, call(questions[0]), EndpointStats())
             for seed, (name, make) in enumerate(calls.items()):
@@ -305,10 +305,25 @@ def run(duration: float, clients: int, max_requests: int, timeout: float) -> dic
                     "capped": result.capped,
                 }
 
-    with serve_app(app) as url:
-        asyncio.run(measure())
+    if url:
+        info = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, trust_env=False).json()
+        asyncio.run(measure(url))
+    else:
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        from rag.config import Settings
+        from rag.service import Tongwen
+        from ui.server import create_app
+
+        service = Tongwen(Settings())
+        app = create_app(service=service, with_ui=False)  # indexes the bundled corpus if there is no index
+        info = service.info()
+        with serve_app(app) as served:
+            asyncio.run(measure(served))
     return {
         **machine(),
+        "server": url or "in this process (a thread)",
         "clients": clients,
         "duration_s": duration,
         "index": {k: info["index"][k] for k in ("documents", "chunks")} if info.get("index") else None,
@@ -325,9 +340,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-requests", type=int, default=100_000, help="Hard cap per endpoint.")
     parser.add_argument("--timeout", type=float, default=120.0, help="Seconds before a request gives up.")
     parser.add_argument("--out", type=Path, default=Path("bench/out/api_load.json"))
+    parser.add_argument(
+        "--url", default=None, help="Load a running server (e.g. `tongwen serve`) instead of one in this process."
+    )
     args = parser.parse_args(argv)
 
-    report = run(args.duration, args.clients, args.max_requests, args.timeout)
+    report = run(args.duration, args.clients, args.max_requests, args.timeout, args.url)
     print_table(report["endpoints"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", "utf-8")

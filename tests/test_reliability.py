@@ -122,6 +122,25 @@ def test_fifty_clients_for_thirty_seconds_while_uploading(small_home, tmp_path, 
     assert report["problems"] == []
 
 
+def test_the_load_benchmark_drives_a_server_of_its_own(small_home, make_settings):
+    """``bench.api_load --url``: the driver alone, against a server it did not start (in a
+    benchmark, ``tongwen serve`` in another process, so client and server share no lock)."""
+    from bench.api_load import run
+
+    service = Tongwen(make_settings(small_home))
+    with serve_app(create_api(service)) as url:
+        report = run(duration=1.0, clients=2, max_requests=40, timeout=30.0, url=url)
+    assert report["server"] == url
+    assert report["index"] == {
+        "documents": len(service.snapshot.manifest.documents),
+        "chunks": len(service.snapshot.chunks),
+    }
+    for name in ("retrieve", "ask"):
+        endpoint = report["endpoints"][name]
+        assert endpoint["ok"] > 0 and endpoint["ok"] == endpoint["sent"], endpoint
+        assert endpoint["p50_ms"] > 0
+
+
 # -- kill -9 in the middle of an ingest ----------------------------------------------------------
 
 
