@@ -22,7 +22,8 @@ import numpy as np
 # bm25s pins its own logger at DEBUG, which would print "Building index from tokens" on every ingest.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
-_TOKEN = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
+# A run of word characters: a token must hold one (punctuation alone is dropped), and character
+# pairs never span anything else.
 _WORD_RUN = re.compile(r"[\w\u3400-\u9fff]+", re.UNICODE)
 
 
@@ -51,7 +52,7 @@ def tokenize(canonical_text: str) -> tuple[str, ...]:
     Search mode emits 知识产权 together with 知识 and 产权, which lets a question phrased with a
     shorter or longer word still meet the chunk.
     """
-    return tuple(tok for tok in quiet_jieba().cut_for_search(canonical_text) if tok.strip() and _TOKEN.search(tok))
+    return tuple(tok for tok in quiet_jieba().cut_for_search(canonical_text) if tok.strip() and _WORD_RUN.search(tok))
 
 
 def char_bigrams(canonical_text: str) -> tuple[str, ...]:
