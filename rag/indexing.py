@@ -25,7 +25,7 @@ from rag.config import Settings
 from rag.embeddings import EmbeddingModel
 from rag.errors import EmptyDocument, TongwenError, UnsupportedFileType
 from rag.store.base import IndexVersion
-from rag.store.keyword import tokenize
+from rag.store.keyword import analyzer_fingerprint, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
@@ -132,7 +132,11 @@ def ingest_sources(
         )
         new_records.extend(records)
 
-    if not report.changed:
+    # A version cut by other keyword analyzers was cut again when it was read (see
+    # rag.store.snapshot.retokenized); writing it out, even with no document changed, saves every
+    # later load that work. Nothing is embedded again.
+    recut = previous is not None and previous.manifest.keyword_analyzer != analyzer_fingerprint()
+    if not report.changed and not recut:
         report.seconds = time.perf_counter() - started
         return None, report
 
@@ -157,6 +161,7 @@ def ingest_sources(
         chunk_max_tokens=settings.chunk_max_tokens,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         documents=docs,
+        keyword_analyzer=analyzer_fingerprint(),
     )
     snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]))
     report.seconds = time.perf_counter() - started

@@ -47,8 +47,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marked = metafunc.definition.get_closest_marker("both_stores") is not None
     both = marked and metafunc.definition.get_closest_marker("faiss_only") is None
+    if marked and metafunc.definition.get_closest_marker("milvus_only") is not None:
+        stores = [s for s in STORES if s == "milvus"]
+    else:
+        stores = STORES if both else ["faiss"]
     # Every test gets a parameter, FAISS-only ones too: then they share the FAISS session index.
-    metafunc.parametrize("store", STORES if both else ["faiss"], indirect=True, scope="session")
+    metafunc.parametrize("store", stores, indirect=True, scope="session")
 
 
 # Small documents: 000 (Luxembourg), 002 (OECD forum trip report), 003 (Taiwan blue ocean).

@@ -9,6 +9,8 @@ MRR@10 on the gold set from 0.895 to 0.934 (words alone) for both scripts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -69,6 +71,25 @@ def char_bigrams(canonical_text: str) -> tuple[str, ...]:
         else:
             pairs.extend(a + b for a, b in pairwise(run))
     return tuple(pairs)
+
+
+#: Text that exercises every rule of the two analyzers (punctuation and quotes of both scripts, stray
+#: PDF spaces, figures, Latin words, compounds jieba cuts in search mode), in canonical form.
+_PROBE = "“白名单”与「白名单」：于 2019 年，GE 利用 3D 打印；系统单芯片（SoC）占比 72.5%。知识产权、营利事业所得税"
+
+
+@lru_cache(maxsize=1)
+def analyzer_fingerprint() -> str:
+    """What the keyword analyzers make of a fixed text, hashed; stored in every index version.
+
+    The keyword indexes are built at ingest and only looked up at query time, so a change to
+    :func:`tokenize` or :func:`char_bigrams` (or to jieba) leaves old indexes cut one way and
+    questions another: measured once, a stale bigram index cost one Simplified question in 122
+    its first place without any error. A version whose fingerprint differs has its keyword side
+    rebuilt on load (see ``rag.store.snapshot.fresh_keyword_side``)."""
+    jieba = quiet_jieba()
+    payload = json.dumps([jieba.__version__, tokenize(_PROBE), char_bigrams(_PROBE)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 class KeywordIndex:

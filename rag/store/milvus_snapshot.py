@@ -22,7 +22,7 @@ import numpy as np
 from rag.store.keyword import KeywordIndex
 from rag.store.milvus import MilvusStore
 from rag.store.records import ChunkRecord
-from rag.store.snapshot import Manifest, best_cosines, bigram_index
+from rag.store.snapshot import Manifest, best_cosines, bigram_index, retokenized
 
 
 class MilvusSnapshot:
@@ -40,6 +40,9 @@ class MilvusSnapshot:
         self.store = store
         self.collection = collection
         self.manifest = manifest
+        fresh = retokenized(manifest, chunks, collection)
+        if fresh is not None:  # the local word index and the support check's counts need today's tokens
+            chunks, bigrams, keyword = fresh, None, None
         self.chunks = chunks
         self.server_bm25 = bool(store.capabilities["bm25"])
         self.bigrams = bigrams if bigrams is not None else bigram_index(chunks)

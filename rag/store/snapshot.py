@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -31,7 +32,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from rag.errors import IndexCorrupt, IndexMissing
-from rag.store.keyword import KeywordIndex, char_bigrams
+from rag.store.keyword import KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.versions import KEEP_VERSIONS, VersionedDir
 
@@ -39,6 +40,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _REINDEX_HINT = "Rebuild it with `tongwen ingest --rebuild data/corpus` (or your documents)."
 _HASH_BLOCK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class Manifest:
     #: What ran the embedding model (``torch``, ``onnx``, ``onnx-int8``); indexes from before the
     #: setting existed were all embedded by torch.
     embedding_backend: str = "torch"
+    #: :func:`rag.store.keyword.analyzer_fingerprint` of the analyzers that cut the keyword
+    #: indexes; empty in indexes written before it was recorded (rebuilt on load, see
+    #: :func:`retokenized`).
+    keyword_analyzer: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -219,10 +225,13 @@ class Snapshot:
             with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
                 chunks = [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
             index = faiss.read_index(str(folder / "dense.faiss"))
-            keyword = KeywordIndex.load(folder / "keyword", len(chunks))
-            # Indexes written before the bigram side existed get it built on load (about a second).
-            has_bigrams = (folder / "bigram").is_dir() or not chunks
-            bigrams = KeywordIndex.load(folder / "bigram", len(chunks)) if has_bigrams else bigram_index(chunks)
+            fresh = retokenized(manifest, chunks, str(folder))
+            if fresh is not None:
+                chunks = fresh
+                keyword, bigrams = KeywordIndex.build([c.tokens for c in chunks]), bigram_index(chunks)
+            else:
+                keyword = KeywordIndex.load(folder / "keyword", len(chunks))
+                bigrams = KeywordIndex.load(folder / "bigram", len(chunks))
         except _LOAD_ERRORS as exc:
             advice = repair_advice(folder.parent.parent)
             raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {advice}") from exc
@@ -362,6 +371,26 @@ def best_cosines(vectors: np.ndarray, positions: Sequence[int], stored: np.ndarr
     position (the ``dense_scores`` of every store)."""
     best = (np.asarray(vectors, dtype=np.float32) @ np.asarray(stored, dtype=np.float32).T).max(axis=0)
     return {p: float(c) for p, c in zip(positions, best, strict=True)}
+
+
+def retokenized(manifest: Manifest, chunks: list[ChunkRecord], where: str) -> list[ChunkRecord] | None:
+    """The chunks with their keyword tokens cut again by today's analyzer, or None when the
+    version's own tokens are current (the usual case).
+
+    A version whose keyword side was cut by other analyzers (an older release, or one from before
+    the fingerprint was recorded) would rank questions cut one way against chunks cut another,
+    silently: about five seconds of tokenising on load for the bundled corpus buys exact keyword
+    matching back, and the next ingest writes the new tokens to disk."""
+    if manifest.keyword_analyzer == analyzer_fingerprint():
+        return None
+    log.warning(
+        "The keyword indexes at %s were built by other analyzers (%s, today %s): rebuilding them in memory. "
+        "The next `tongwen ingest` saves them.",
+        where,
+        manifest.keyword_analyzer or "unrecorded",
+        analyzer_fingerprint(),
+    )
+    return [replace(c, tokens=tokenize(c.canonical)) for c in chunks]
 
 
 def bigram_index(chunks: list[ChunkRecord]) -> KeywordIndex:
