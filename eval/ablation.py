@@ -50,6 +50,10 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     ),
     "earlier CV fit (82 tune questions): equal weights + cue 0.25, k=5": ({**_BEFORE, "cue": 0.25}, 5),
     "CV fit (82 tune questions, pairs without punctuation): defaults at k=10": (dict(DEFAULT_WEIGHTS), 10),
+    "CV fit (BM25 parameters by CV): dense 0.5, words 1, bigrams 1, cue 0.5, k=5": (
+        {**_BEFORE, "dense": 0.5, "cue": 0.5},
+        5,
+    ),
 }
 #: The grid cross-validation searches (bigrams fixed at 1.0: only the ratios matter).
 GRID: dict[str, tuple[float, ...]] = {

@@ -19,7 +19,7 @@ import pytest
 from rag.retrieve import Query
 from rag.service import Tongwen
 from rag.store import keyword
-from rag.store.keyword import KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
+from rag.store.keyword import PAIR_BM25, BM25Params, KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
 from rag.store.snapshot import MANIFEST, Manifest, Snapshot
 from tests.conftest import SLICE
 
@@ -56,6 +56,11 @@ def test_the_fingerprint_changes_with_the_analyzers(monkeypatch: pytest.MonkeyPa
         assert analyzer_fingerprint() != today
         monkeypatch.undo()
         monkeypatch.setattr(keyword, "tokenize", old_tokens)
+        analyzer_fingerprint.cache_clear()
+        assert analyzer_fingerprint() != today
+        monkeypatch.undo()
+        # bm25s folds k1 and b into the scores it saves: other parameters are other indexes.
+        monkeypatch.setattr(keyword, "PAIR_BM25", BM25Params())
         analyzer_fingerprint.cache_clear()
         assert analyzer_fingerprint() != today
     finally:
@@ -148,3 +153,15 @@ def test_the_next_ingest_writes_the_recut_keyword_side(
 
     again = tongwen.ingest_paths([slice_corpus])  # now current: nothing to write
     assert not again.changed and pointer.read_text("utf-8").strip() == newest.name
+
+
+def test_bm25_parameters_are_saved_with_the_index(tmp_path: Path) -> None:
+    """A loaded index scores with the parameters it was built with, not bm25s's defaults."""
+    texts = ["产业革命策略", "产业革命策略的背景、目标与路线图以及各部门的分工和时间表", "能源转型"]
+    pairs = [char_bigrams(t) for t in texts]
+    built = KeywordIndex.build(pairs, PAIR_BM25)
+    built.save(tmp_path / "pairs")
+    loaded = KeywordIndex.load(tmp_path / "pairs", len(pairs))
+    query = char_bigrams("产业革命")
+    assert loaded.search(query, 3) == built.search(query, 3)
+    assert loaded.search(query, 3) != KeywordIndex.build(pairs).search(query, 3)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.store.keyword import WORD_BM25
 from rag.store.records import ChunkRecord
 
 MAX_VARCHAR = 65535  # Milvus VARCHAR limit, in bytes
@@ -33,7 +34,10 @@ def chunk_index_params(n_chunks: int, bm25: bool, server: bool) -> Any:
     else:
         params.add_index("vector", index_type="FLAT", metric_type="IP")
     if bm25:
-        params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # The server's BM25 gets the local word index's parameters (its own defaults are k1 1.2, b 0.75);
+        # Milvus Lite 3.2 ignores them (the same scores for any value).
+        bm25_params = {"bm25_k1": WORD_BM25.k1, "bm25_b": WORD_BM25.b}
+        params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=bm25_params)
     return params
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from rag.store.keyword import KeywordIndex
 from rag.store.milvus import MilvusStore
 from rag.store.records import ChunkRecord
-from rag.store.snapshot import Manifest, best_cosines, bigram_index, retokenized
+from rag.store.snapshot import Manifest, best_cosines, bigram_index, retokenized, word_index
 
 
 class MilvusSnapshot:
@@ -49,7 +49,7 @@ class MilvusSnapshot:
         if self.server_bm25:
             self.keyword = None
         else:
-            self.keyword = keyword if keyword is not None else KeywordIndex.build([c.tokens for c in chunks])
+            self.keyword = keyword if keyword is not None else word_index(chunks)
 
     @property
     def key(self) -> str | None:

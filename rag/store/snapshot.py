@@ -32,7 +32,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from rag.errors import IndexCorrupt, IndexMissing
-from rag.store.keyword import KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
+from rag.store.keyword import PAIR_BM25, WORD_BM25, KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.versions import KEEP_VERSIONS, VersionedDir
 
@@ -154,7 +154,7 @@ class Snapshot:
         index = faiss.IndexFlatIP(manifest.dimension)
         if len(chunks):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(manifest, chunks, index, KeywordIndex.build([c.tokens for c in chunks]), bigram_index(chunks))
+        return cls(manifest, chunks, index, word_index(chunks), bigram_index(chunks))
 
     @cached_property
     def doc_freq(self) -> Counter[str]:
@@ -228,7 +228,7 @@ class Snapshot:
             fresh = retokenized(manifest, chunks, str(folder))
             if fresh is not None:
                 chunks = fresh
-                keyword, bigrams = KeywordIndex.build([c.tokens for c in chunks]), bigram_index(chunks)
+                keyword, bigrams = word_index(chunks), bigram_index(chunks)
             else:
                 keyword = KeywordIndex.load(folder / "keyword", len(chunks))
                 bigrams = KeywordIndex.load(folder / "bigram", len(chunks))
@@ -393,8 +393,12 @@ def retokenized(manifest: Manifest, chunks: list[ChunkRecord], where: str) -> li
     return [replace(c, tokens=tokenize(c.canonical)) for c in chunks]
 
 
+def word_index(chunks: list[ChunkRecord]) -> KeywordIndex:
+    return KeywordIndex.build([c.tokens for c in chunks], WORD_BM25)
+
+
 def bigram_index(chunks: list[ChunkRecord]) -> KeywordIndex:
-    return KeywordIndex.build([char_bigrams(c.canonical) for c in chunks])
+    return KeywordIndex.build([char_bigrams(c.canonical) for c in chunks], PAIR_BM25)
 
 
 def current_folder(root: Path) -> Path | None:
