@@ -67,7 +67,7 @@ class Turn:
     support: float = 0.0
     missing: list[str] = field(default_factory=list)  # numbers/units/nouns asked for that no source has
     found: bool = False
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: tuple[dict[str, float], ...] = ()
     backend: str = ""
     answer: str = ""
     notes: list[str] = field(default_factory=list)
@@ -204,16 +204,22 @@ class AnswerChain:
         turn.weights = self.question_weights(turn.query, asked if follow_up else None)
         return turn
 
-    def question_weights(self, query: Query, asked: Query | None) -> dict[str, float]:
-        """IDF weight of each content word, for choosing the sentences that answer. A follow-up's
-        own words weigh in full; words it only inherits from the conversation weigh less, or the
-        answer would drift back to what the previous turn already answered."""
-        weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(query.variants[0]))}
-        if asked is not None:
-            own = set(content_tokens(asked.variants[0]))
-            weights = {t: w if t in own else INHERITED_WEIGHT * w for t, w in weights.items()}
-            weights.update({t: idf(t, self.snapshot) for t in own if t not in weights})
-        return weights
+    def question_weights(self, query: Query, asked: Query | None) -> tuple[dict[str, float], ...]:
+        """IDF weight of each content word, for choosing the sentences that answer: one mapping per
+        wording of the question (the plain one and its vocabulary variants), so a Mainland word
+        meets its Taiwan twin in the sources as it does in retrieval. A follow-up's own words weigh
+        in full; words it only inherits from the conversation weigh less, or the answer would drift
+        back to what the previous turn already answered."""
+        own = {t for v in asked.variants for t in content_tokens(v)} if asked is not None else set()
+        wordings = []
+        for i, variant in enumerate(query.variants):
+            weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
+            if asked is not None:
+                weights = {t: w if t in own else INHERITED_WEIGHT * w for t, w in weights.items()}
+                asked_variant = asked.variants[min(i, len(asked.variants) - 1)]
+                weights.update({t: idf(t, self.snapshot) for t in content_tokens(asked_variant) if t not in weights})
+            wordings.append(weights)
+        return tuple(wordings)
 
     def generate(self, turn: Turn) -> Turn:
         turn.answer = "".join(self.stream_answer(turn))

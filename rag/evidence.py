@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ingest.normalise import canonical
 from ingest.sentences import CLOSERS, END_MARKS, split_sentences
@@ -63,10 +63,26 @@ def has_kind(text: str, kind: str | None) -> bool:
     return False
 
 
-def _coverage(sentence: str, weights: Mapping[str, float]) -> float:
+#: The question's content words with their IDF weights: one mapping, or one per wording of the
+#: question (its vocabulary variants, see ``ingest.normalise.query_variants``).
+Weights = Mapping[str, float] | Sequence[Mapping[str, float]]
+
+
+def _wordings(weights: Weights) -> Sequence[Mapping[str, float]]:
+    return (weights,) if isinstance(weights, Mapping) else weights
+
+
+def _share(tokens: set[str], wording: Mapping[str, float]) -> float:
+    total = sum(wording.values()) or 1.0
+    return sum(w for t, w in wording.items() if t in tokens) / total
+
+
+def _coverage(sentence: str, weights: Weights) -> float:
+    """The IDF-weighted share of the question's words the sentence holds, under the wording it
+    covers best: a Mainland question's 数据中心 is met by a Taiwan sentence's 資料中心 only
+    through the variant that carries it (the plain wording alone never could)."""
     tokens = set(tokenize(canonical(sentence)))
-    total = sum(weights.values()) or 1.0
-    return sum(w for t, w in weights.items() if t in tokens) / total
+    return max(_share(tokens, wording) for wording in _wordings(weights))
 
 
 def _table_header(text: str, start: int) -> str:
@@ -86,7 +102,7 @@ def _table_header(text: str, start: int) -> str:
     return lines[first].strip() if first != index else ""
 
 
-def answer_span(sentence: str, weights: Mapping[str, float], kind: str | None) -> str:
+def answer_span(sentence: str, weights: Weights, kind: str | None) -> str:
     """The shortest clause of a sentence that answers: it holds the kind of thing asked for (a
     figure, a list) and at least half of the question words the whole sentence holds, so it is
     the part of the sentence about the question. The sentence itself when the question asks for
@@ -144,7 +160,7 @@ def sentence_units(text: str) -> list[tuple[int, int]]:
 
 def select_evidence(
     hits: Sequence[Hit],
-    weights: Mapping[str, float],
+    weights: Weights,
     max_sentences: int = 3,
     max_chars: int = 320,
     depth: int = 3,
@@ -157,21 +173,25 @@ def select_evidence(
     holding the ``kind`` of answer asked for (a figure, a list) gets a bonus. A table row is scored
     together with its header line, since the row alone (「2019 | 35」) shares no word with a question.
     """
-    candidates: list[tuple[Evidence, int, int]] = []
+    units: list[tuple[Evidence, int, int, set[str]]] = []
     for n, hit in enumerate(hits[:depth], start=1):
         for start, end in sentence_units(hit.chunk.text):
             text = joined_lines(hit.chunk.text[start:end].strip())
             if len(text) < 4 or is_caption(text):
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
-            score = _coverage(f"{header}\n{text}" if header else text, weights) - 0.02 * (n - 1)
-            if kind and has_kind(text, kind):
-                score += KIND_BONUS
-            candidates.append((Evidence(n, text, score, header), start, end))
+            score = -0.02 * (n - 1) + (KIND_BONUS if kind and has_kind(text, kind) else 0.0)
+            tokens = set(tokenize(canonical(f"{header}\n{text}" if header else text)))
+            units.append((Evidence(n, text, score, header), start, end, tokens))
+    if not units:
+        return []
+    # Every sentence is scored under one wording of the question: the one its best sentence
+    # covers best. Scored each under its own best wording, a sentence that merely shares a variant's
+    # word (国际能源总署 for 国际能源署) would join the answer beside the one that answers.
+    wording = max(_wordings(weights), key=lambda w: max(ev.score + _share(tokens, w) for ev, _, _, tokens in units))
+    candidates = [(replace(ev, score=ev.score + _share(tok, wording)), start, end) for ev, start, end, tok in units]
     # Best first; of equal scores the shorter (a sentence before the run of lines holding it).
     candidates.sort(key=lambda c: (-c[0].score, len(c[0].text)))
-    if not candidates:
-        return []
     chosen: list[Evidence] = []
     taken: list[tuple[int, int, int]] = []  # (source, start, end) of what is quoted
     used = 0

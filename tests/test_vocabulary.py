@@ -11,8 +11,10 @@ import opencc
 import pytest
 
 from ingest.normalise import canonical, query_variants
-from rag.retrieve import Query
+from rag.evidence import asked_kind, select_evidence
+from rag.retrieve import Hit, Query
 from rag.store.keyword import KeywordIndex, char_bigrams
+from rag.store.records import ChunkRecord
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 CORPUS_SECTION = "# From the corpus"
@@ -94,3 +96,16 @@ def test_character_pairs_are_the_same_for_either_scripts_quotation_marks() -> No
 def test_character_pairs_join_across_the_stray_spaces_of_extracted_text() -> None:
     assert "9年" in char_bigrams(canonical("於 2019 年發布"))
     assert char_bigrams("，") == ()
+
+
+def test_a_mainland_question_is_answered_from_the_taiwan_worded_sentence(service) -> None:
+    """The extractive answer chooses its sentences by the question's words: 数据中心 must meet the
+    report's 資料中心 there as it does in retrieval. Under the plain wording both sentences hold
+    most of the question's words and a figure; only the variant tells the answer apart."""
+    evidence = "全球目前約 8000 多個資料中心也將不堪負荷。"
+    distractor = "全球目前大約有 3 個研發中心。"
+    chunk = ChunkRecord("c", "d", "doc.txt", 0, "", distractor + evidence, canonical(distractor + evidence), (), None)
+    question = "全球目前大约有多少个数据中心？"
+    weights = service.chain("extractive").question_weights(Query.from_question(question), None)
+    chosen = select_evidence([Hit(chunk, 1.0, None, None)], weights, max_sentences=1, kind=asked_kind(question))
+    assert [e.text for e in chosen] == [evidence]

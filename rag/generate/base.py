@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ingest.normalise import Script
+from rag.evidence import Weights
 from rag.retrieve import Hit
 
 
@@ -29,7 +30,7 @@ class AnswerRequest:
     question: str  # standalone (condensed) question, in the asker's script
     script: Script
     hits: Sequence[Hit]  # the sources, numbered from 1 in this order
-    weights: Mapping[str, float]  # IDF weight of each content word of the question
+    weights: Weights  # IDF weight of each content word, per wording of the question (rag.evidence)
     history: Sequence[Mapping[str, str]] = field(default_factory=tuple)
     options: GenerationOptions = field(default_factory=GenerationOptions)
 
