@@ -105,7 +105,6 @@ def test_a_faiss_version_cut_by_other_analyzers_is_cut_again_on_load(
     trusted = write(analyzer_fingerprint(), tmp_path / "trusted")
     assert [c.tokens for c in trusted.chunks] == [c.tokens for c in old_chunks]
     assert trusted.bigram_search(query.bigrams, 10) != expected_pairs
-    shutil.rmtree(tmp_path / "old")
 
 
 @pytest.mark.milvus_only("builds a MilvusSnapshot over the session's collection; FAISS is the test above")
