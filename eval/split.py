@@ -57,8 +57,13 @@ def gold_strata(record: dict) -> tuple[str, str]:
 #: had been tuned on the first (g001–g100), to see how they generalise. Putting it through
 #: :func:`assign_splits` with the first would have moved items already tuned on into the test
 #: split, so each batch is split on its own, and this one by id parity (odd: tune, even: test),
-#: fixed before any of its items' results were read.
+#: fixed before any of its items' results were read. The third batch, g141 on, written blind on
+#: 2026-12-03 after everything had been tuned on the first two, follows the same parity rule.
 SECOND_BATCH = 101
+
+#: The bundled dialogues' second batch, d050 on, written blind on 2026-12-03: split by id parity
+#: (even: test, odd: tune) for the same reason, so no dialogue tuned on moves to the test split.
+SECOND_DIALOGUE_BATCH = 50
 
 
 def _number(item_id: str) -> int:
@@ -75,6 +80,15 @@ def bundled_gold_splits(records: list[dict]) -> dict[str, str]:
 
 def dialogue_strata(record: dict) -> tuple[str, str]:
     return record["turns"][0]["doc"], record["category"]
+
+
+def bundled_dialogue_splits(records: list[dict]) -> dict[str, str]:
+    """The split of every bundled dialogue (see :data:`SECOND_DIALOGUE_BATCH`)."""
+    number = {r["id"]: int(r["id"].lstrip("d")) for r in records}
+    first = [r for r in records if number[r["id"]] < SECOND_DIALOGUE_BATCH]
+    splits = assign_splits((r["id"], dialogue_strata(r)) for r in first)
+    later = [r["id"] for r in records if number[r["id"]] >= SECOND_DIALOGUE_BATCH]
+    return splits | {i: "tune" if number[i] % 2 else "test" for i in later}
 
 
 def _rewrite(path: Path, splits: dict[str, str]) -> None:
@@ -94,7 +108,7 @@ def main() -> None:
         _rewrite(GOLD_DIR / name, gold_splits)
     dialogues = GOLD_DIR / "dialogues.jsonl"
     records = [json.loads(line) for line in dialogues.read_text("utf-8").splitlines() if line.strip()]
-    _rewrite(dialogues, assign_splits((r["id"], dialogue_strata(r)) for r in records))
+    _rewrite(dialogues, bundled_dialogue_splits(records))
 
 
 if __name__ == "__main__":

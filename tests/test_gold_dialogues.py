@@ -12,7 +12,7 @@ import pytest
 
 from eval.dialogues import CATEGORIES, DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
 from eval.gold import GoldFormatError
-from eval.split import assign_splits, dialogue_strata
+from eval.split import SECOND_DIALOGUE_BATCH, assign_splits, bundled_dialogue_splits, dialogue_strata
 from ingest.normalise import compact, detect_script
 from tests.conftest import CORPUS
 
@@ -68,7 +68,11 @@ def test_figure_questions_name_the_figures_to_keep() -> None:
 def test_the_dialogue_split_is_the_documented_rule_and_covers_everything() -> None:
     dialogues = load_dialogues()
     records = [json.loads(line) for line in DEFAULT_DIALOGUES.read_text("utf-8").splitlines() if line.strip()]
-    assert {d.id: d.split for d in dialogues} == assign_splits((r["id"], dialogue_strata(r)) for r in records)
+    assert {d.id: d.split for d in dialogues} == bundled_dialogue_splits(records)
+    first = [r for r in records if int(r["id"][1:]) < SECOND_DIALOGUE_BATCH]
+    assert len(first) < len(records), "the second batch is bundled"
+    first_splits = assign_splits((r["id"], dialogue_strata(r)) for r in first)
+    assert all(d.split == first_splits[d.id] for d in dialogues[: len(first)])
     for split in ("tune", "test"):
         part = [d for d in dialogues if d.split == split]
         assert {d.doc for d in part} == {p.name for p in CORPUS.iterdir()}, split
