@@ -139,21 +139,23 @@ def _bridge_table(text: str, forward: bool) -> str:
     return text
 
 
+def query_wordings(question: str) -> dict[str, str]:
+    """The canonical question under each vocabulary, keyed by direction: ``plain`` (as asked),
+    ``taiwan`` (Mainland words swapped for Taiwan's) and ``mainland`` (the reverse). Not deduplicated,
+    so two questions' wordings can be paired by direction (see ``rag.chain``)."""
+    as_taiwan = canonical(_converter("s2twp").convert(question))
+    as_mainland = canonical(_converter("tw2sp").convert(question))
+    return {
+        "plain": canonical(question),
+        "taiwan": _bridge_table(as_taiwan, forward=True),
+        "mainland": _bridge_table(as_mainland, forward=False),
+    }
+
+
 def query_variants(question: str) -> list[str]:
     """Canonical forms of a question under both vocabularies, the plain one first.
 
     ``软件`` (Mainland) becomes ``软体`` (Taiwan's 軟體 in canonical form) and vice versa, so the
     question reaches documents written with either vocabulary. Duplicates are dropped.
     """
-    plain = canonical(question)
-    as_taiwan = canonical(_converter("s2twp").convert(question))
-    as_mainland = canonical(_converter("tw2sp").convert(question))
-    variants = [
-        plain,
-        _bridge_table(as_taiwan, forward=True),
-        _bridge_table(as_mainland, forward=False),
-    ]
-    seen: dict[str, None] = {}
-    for variant in variants:
-        seen.setdefault(variant, None)
-    return list(seen)
+    return list(dict.fromkeys(query_wordings(question).values()))

@@ -212,11 +212,11 @@ class AnswerChain:
         back to what the previous turn already answered."""
         own = {t for v in asked.variants for t in content_tokens(v)} if asked is not None else set()
         wordings = []
-        for i, variant in enumerate(query.variants):
+        for variant, direction in zip(query.variants, query.directions(), strict=True):
             weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
             if asked is not None:
                 weights = {t: w if t in own else INHERITED_WEIGHT * w for t, w in weights.items()}
-                asked_variant = asked.variants[min(i, len(asked.variants) - 1)]
+                asked_variant = asked.wording(direction)
                 weights.update({t: idf(t, self.snapshot) for t in content_tokens(asked_variant) if t not in weights})
             wordings.append(weights)
         return tuple(wordings)

@@ -55,8 +55,45 @@ def asked_kind(question: str) -> str | None:
     return None
 
 
-def has_kind(text: str, kind: str | None) -> bool:
+# The unit a figure question names right after 多少/几 (canonical), and the words a passage may
+# write it with: 「多少人参加」 is answered by 「300 多人」, not by the 「2023 年」 beside it. Writers
+# pick measure words freely (「多少座资料中心」, 「8000 多個資料中心」), so the counting ones are one group.
+_THINGS = "个|個|座|家|项|項|件|台|辆|輛|艘|架|所|间|間|种|種|类|類|款|处|處|条|條|场|場|次"
+_PEOPLE = "人|名|位"
+_MONEY = "元|美元|欧元|歐元|日元|日圓|韩元|韓元|新台币|新台幣|亿|億|万|萬"
+_UNIT_WORDS = {
+    **dict.fromkeys(_THINGS.split("|"), _THINGS),
+    **dict.fromkeys(_PEOPLE.split("|"), _PEOPLE),
+    **dict.fromkeys(["钱", "元", "美元", "欧元"], _MONEY),
+    "亿": "亿|億",
+    "万": "万|萬",
+    "吨": "吨|噸",
+    "公里": "公里",
+    "倍": "倍",
+    "天": "天|日",
+    "小时": "小时|小時",
+}
+# Not after 哪 (「哪几个」 asks for a list, not a count).
+_ASKED_UNIT = re.compile(r"(?<!哪)(?:多少|几)\s*(" + "|".join(sorted(_UNIT_WORDS, key=len, reverse=True)) + ")")
+_NUMERAL = r"(?:\d[\d,.]*|[一二三四五六七八九十百千兩两]+)\s*(?:多|余|餘|几|幾)?\s*(?:[万萬亿億千百]\s*)?"
+
+
+def asked_unit(question: str) -> str | None:
+    """The unit a figure question names (「多少人」: 人), or None."""
+    match = _ASKED_UNIT.search(canonical(question))
+    return match.group(1) if match else None
+
+
+def _has_unit_figure(text: str, unit: str) -> bool:
+    return re.search(_NUMERAL + "(?:" + _UNIT_WORDS[unit] + ")", text) is not None
+
+
+def has_kind(text: str, kind: str | None, unit: str | None = None) -> bool:
+    """Whether ``text`` holds the kind of answer asked for; for a figure with a named ``unit``, a
+    figure in that unit (a sentence whose only figure is a date does not answer 多少人)."""
     if kind == "figure":
+        if unit is not None:
+            return _has_unit_figure(text, unit)
         return _FIGURE.search(text) is not None
     if kind == "list":
         return "、" in text or text.count("|") >= 2
@@ -102,7 +139,7 @@ def _table_header(text: str, start: int) -> str:
     return lines[first].strip() if first != index else ""
 
 
-def answer_span(sentence: str, weights: Weights, kind: str | None) -> str:
+def answer_span(sentence: str, weights: Weights, kind: str | None, unit: str | None = None) -> str:
     """The shortest clause of a sentence that answers: it holds the kind of thing asked for (a
     figure, a list) and at least half of the question words the whole sentence holds, so it is
     the part of the sentence about the question. The sentence itself when the question asks for
@@ -115,11 +152,16 @@ def answer_span(sentence: str, weights: Weights, kind: str | None) -> str:
         clauses.append(sentence[start : match.start()].strip())
         start = match.end()
     clauses.append(sentence[start:].strip())
-    candidates = [c for c in clauses if len(c) >= 4 and has_kind(c, kind)]
+    candidates = [c for c in clauses if len(c) >= 4 and has_kind(c, kind, unit)]
     if len(clauses) < 2 or not candidates:
         return sentence
-    best = max(candidates, key=lambda c: (_coverage(c, weights), -len(c)))
-    return best if _coverage(best, weights) >= 0.5 * _coverage(sentence, weights) else sentence
+    # Clauses are measured under the wording the whole sentence covers best, as select_evidence
+    # measures its sentences under one wording: a clause is part of the sentence, so its share
+    # is comparable to the sentence's only in the same words.
+    sentence_tokens = set(tokenize(canonical(sentence)))
+    wording = max(_wordings(weights), key=lambda w: _share(sentence_tokens, w))
+    best = max(candidates, key=lambda c: (_coverage(c, wording), -len(c)))
+    return best if _coverage(best, wording) >= 0.5 * _share(sentence_tokens, wording) else sentence
 
 
 # A PDF table cell or a narrow column breaks one sentence over several short lines
@@ -165,6 +207,7 @@ def select_evidence(
     max_chars: int = 320,
     depth: int = 3,
     kind: str | None = None,
+    unit: str | None = None,
 ) -> list[Evidence]:
     """The best-covering sentences of the top hits, best first, within a character budget.
 
@@ -180,7 +223,7 @@ def select_evidence(
             if len(text) < 4 or is_caption(text):
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
-            score = -0.02 * (n - 1) + (KIND_BONUS if kind and has_kind(text, kind) else 0.0)
+            score = -0.02 * (n - 1) + (KIND_BONUS if kind and has_kind(text, kind, unit) else 0.0)
             tokens = set(tokenize(canonical(f"{header}\n{text}" if header else text)))
             units.append((Evidence(n, text, score, header), start, end, tokens))
     if not units:

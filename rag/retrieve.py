@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.normalise import query_variants
+from ingest.normalise import query_wordings
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
 from rag.store.base import IndexVersion, ScoredPositions
@@ -42,6 +42,10 @@ class Query:
     variants: tuple[str, ...]
     tokens: tuple[str, ...]
     bigrams: tuple[str, ...] = ()
+    #: Every vocabulary direction's wording, (direction, text), before deduplication (see
+    #: ``ingest.normalise.query_wordings``): two questions' variants pair by direction, since
+    #: deduplication can leave them at different places in their lists.
+    wordings: tuple[tuple[str, str], ...] = ()
 
     @property
     def embedded(self) -> tuple[str, ...]:
@@ -55,10 +59,22 @@ class Query:
 
     @classmethod
     def from_question(cls, question: str) -> Query:
-        variants = tuple(query_variants(question))
+        wordings = tuple(query_wordings(question).items())
+        variants = tuple(dict.fromkeys(text for _, text in wordings))
         tokens = tuple(dict.fromkeys(t for v in variants for t in tokenize(v)))
         bigrams = tuple(dict.fromkeys(b for v in variants for b in char_bigrams(v)))
-        return cls(variants, tokens, bigrams)
+        return cls(variants, tokens, bigrams, wordings)
+
+    def directions(self) -> tuple[str, ...]:
+        """The direction of each variant: the first one whose wording it is."""
+        first: dict[str, str] = {}
+        for direction, text in self.wordings:
+            first.setdefault(text, direction)
+        return tuple(first.get(v, "plain") for v in self.variants)
+
+    def wording(self, direction: str) -> str:
+        """This question's wording for ``direction`` (the plain form when unknown)."""
+        return dict(self.wordings).get(direction, self.variants[0])
 
 
 def chunk_positions(snapshot: IndexVersion) -> dict[str, int]:

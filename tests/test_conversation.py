@@ -18,7 +18,7 @@ from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain
 from rag.condense import rewrite_by_rules
-from rag.evidence import answer_span, asked_kind, is_caption, joined_lines, select_evidence
+from rag.evidence import answer_span, asked_kind, asked_unit, has_kind, is_caption, joined_lines, select_evidence
 from rag.followup import (
     carried_positions,
     carried_weight,
@@ -161,6 +161,34 @@ def test_a_table_row_is_found_with_its_header() -> None:
     weights = {"2020": 6.0, "试点": 3.0, "城市": 2.0}
     evidence = select_evidence(hits, weights, kind="figure")
     assert evidence[0].text == "2020 | 5 | 260" and evidence[0].context.startswith("年度 | 試點城市數")
+
+
+@pytest.mark.parametrize(
+    "question, unit",
+    [
+        ("2023年那場論壇大概有多少人參加？", "人"),
+        ("全球現在大約有多少座資料中心？", "座"),
+        ("Peloton併購期美科技花了多少錢？", "钱"),
+        ("台灣智慧體驗中心是以哪幾個經營理念來運作的？", None),  # a list, not a count
+        ("盧森堡是在什麼時候發布的？", None),
+    ],
+)
+def test_a_figure_question_names_its_unit(question: str, unit: str | None) -> None:
+    assert asked_unit(question) == unit
+
+
+def test_the_figure_in_the_asked_unit_beats_a_date_beside_the_questions_words() -> None:
+    """「多少人參加」: the sentence holding the year the question names and more of its words
+    has a figure too, a date; only the head count answers. Measure words vary by writer
+    (多少座 is answered by 「8000 多個」)."""
+    text = "數位部於 2023 年 11 月間派員參與綠色成長論壇。這場成長論壇共有各國政府、企業 300 多人參加。"
+    weights = {"2023": 1.0, "绿色": 1.5, "成长": 1.0, "论坛": 2.0, "参加": 1.5}
+    question = "2023年那場綠色成長論壇大概有多少人參加？"
+    kind, unit = asked_kind(question), asked_unit(question)
+    evidence = select_evidence([chunk_hit(text)], weights, max_sentences=1, kind=kind, unit=unit)
+    assert [e.text for e in evidence] == ["這場成長論壇共有各國政府、企業 300 多人參加。"]
+    assert has_kind("全球目前約 8000 多個資料中心", "figure", asked_unit("全球有多少座資料中心？"))
+    assert not has_kind("於 2023 年 11 月間", "figure", "人")
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,18 @@ def test_a_mainland_question_is_answered_from_the_taiwan_worded_sentence(service
     weights = service.chain("extractive").question_weights(Query.from_question(question), None)
     chosen = select_evidence([Hit(chunk, 1.0, None, None)], weights, max_sentences=1, kind=asked_kind(question))
     assert [e.text for e in chosen] == [evidence]
+
+
+def test_a_follow_ups_wordings_pair_with_the_conversations_by_vocabulary(service) -> None:
+    """A follow-up's own words are added to each wording of the condensed question from the
+    follow-up's wording in the same vocabulary. Deduplication leaves 「那软件呢」 two wordings
+    and the condensed question three, so pairing them by place in the list once put the Taiwan
+    软体 into the Mainland wording (the one with 芯片)."""
+    asked = Query.from_question("那软件呢？")
+    condensed = Query.from_question("台灣的晶片產業產值多少？那软件呢？")
+    assert len(asked.variants) < len(condensed.variants)
+    wordings = service.chain("extractive").question_weights(condensed, asked)
+    mainland = [w for w in wordings if "芯片" in w]
+    taiwan = [w for w in wordings if "晶片" in w and "软体" in w]
+    assert mainland and taiwan
+    assert all("软体" not in w for w in mainland)

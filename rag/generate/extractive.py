@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ingest.normalise import to_script
 from rag.config import Settings
-from rag.evidence import answer_span, asked_kind, select_evidence
+from rag.evidence import answer_span, asked_kind, asked_unit, select_evidence
 from rag.generate.base import AnswerRequest, Generator
 from rag.prompts import load_prompt
 
@@ -26,11 +26,12 @@ class ExtractiveGenerator(Generator):
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
         kind = asked_kind(request.question)
-        evidence = select_evidence(request.hits, request.weights, kind=kind)
+        unit = asked_unit(request.question) if kind == "figure" else None
+        evidence = select_evidence(request.hits, request.weights, kind=kind, unit=unit)
         parts = []
         if evidence:
             best = evidence[0]
-            span = answer_span(best.text, request.weights, kind)
+            span = answer_span(best.text, request.weights, kind, unit)
             if span != best.text:
                 parts.append(f"{_quoted(span)}[{best.source}]；")
         for ev in evidence:
