@@ -78,6 +78,8 @@ def test_specifics_only_count_the_top_sources() -> None:
         ("COP28會議上有幾個國家發表宣言？", None),  # 國家 is counted; 會議上 is the frame
         ("中國大陸要成立多少家國家製造業創新中心？", None),
         ("新加坡2018年與2014年相比變化有多大？", None),  # 變化 is the form of the answer
+        ("美国参议院通过的基建法案规模有多大？", None),  # 规模 too: answered by an amount
+        ("日韓之間那場貿易管制衝突，導火線是什麼？", None),  # 導火線: answered by an event
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
