@@ -45,7 +45,7 @@ test: $(VENV)/.installed-test
 gate: $(VENV)/.installed-run
 	rm -rf $(GATE_HOME)/index  # always a fresh index: a stale one would hide a chunking regression
 	TONGWEN_HOME=$(GATE_HOME) TONGWEN_MODEL_DIR=$${TONGWEN_MODEL_DIR:-.tongwen/test-home/models} \
-		$(BIN)/tongwen eval --retrieval-only --no-baselines --min-hit5 $(GATE_HIT5) --min-hit1 $(GATE_HIT1) --out $(GATE_HOME)/eval
+		$(BIN)/tongwen eval --retrieval-only --no-baselines --no-ablation --min-hit5 $(GATE_HIT5) --min-hit1 $(GATE_HIT1) --out $(GATE_HOME)/eval
 
 # The same gate on Milvus Lite (TONGWEN_VECTOR_STORE=milvus, a fresh file each time): the words are
 # ranked by Milvus's BM25 + jieba, the dense side by Milvus, fused with the local bigram side by our

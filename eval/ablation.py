@@ -24,6 +24,7 @@ from rag.config import Settings
 from rag.retrieve import Query, base_rankings
 from rag.service import Tongwen
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, cue_ranking, question_cues, rrf, signal_indexes
+from rag.store.sentences import SentenceVectors
 
 SCRIPTS = ("trad", "simp")
 #: Configurations of the ablation table: name -> (weights, rrf_k); absent signals weigh 0.
@@ -34,13 +35,16 @@ ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "BM25 bigrams alone": ({"bigrams": 1.0}, 60),
     "sentence bigrams alone": ({"sentence": 1.0}, 60),
     "heading bigrams alone": ({"heading": 1.0}, 60),
+    "sentence vectors alone": ({"sentence_dense": 1.0}, 60),
     "dense + words + bigrams, k=60 (before)": (_BEFORE, 60),
     "before + sentence": ({**_BEFORE, "sentence": 1.0}, 60),
     "before + heading": ({**_BEFORE, "heading": 1.0}, 60),
     "before + cue": ({**_BEFORE, "cue": 1.0}, 60),
+    "before + sentence vectors": ({**_BEFORE, "sentence_dense": 1.0}, 60),
     "before, k=20": (_BEFORE, 20),
     "earlier defaults: equal weights + cue 0.25, k=20": ({**_BEFORE, "cue": 0.25}, 20),
-    "defaults: dense 0.5, words 0.5, bigrams 1, k=20": (dict(DEFAULT_WEIGHTS), 20),
+    "defaults: dense 0.5, words 0.5, bigrams 1, k=20": ({**DEFAULT_WEIGHTS, "sentence_dense": 0.0}, 20),
+    "defaults + sentence vectors 1 (TONGWEN_SENTENCE_VECTORS=1)": (dict(DEFAULT_WEIGHTS), 20),
     "defaults + cue 0.25": ({**DEFAULT_WEIGHTS, "cue": 0.25}, 20),
     "defaults + sentence 0.5": ({**DEFAULT_WEIGHTS, "sentence": 0.5}, 20),
     "defaults + heading 0.1": ({**DEFAULT_WEIGHTS, "heading": 0.1}, 20),
@@ -60,6 +64,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "dense": (0.25, 0.5, 1.0),
     "words": (0.5, 1.0),
     "bigrams": (1.0,),
+    "sentence_dense": (0.0, 0.5, 1.0),
     "sentence": (0.0, 0.5, 1.0),
     "heading": (0.0, 0.1),
     "cue": (0.0, 0.25, 0.5),
@@ -83,6 +88,9 @@ class Case:
 def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, rrf_k: int) -> list[Case]:
     snapshot, model = service.snapshot, service.model
     indexes = signal_indexes(snapshot)
+    # An index built without sentence vectors (TONGWEN_SENTENCE_VECTORS off, the default) gets them
+    # here, in memory, so the table always shows what the ranking would add.
+    sentences = snapshot.sentences or SentenceVectors.embed(snapshot.chunks, model.embed_passages, model.dimension)
     cases = []
     for item in items:
         if not item.answerable:
@@ -91,6 +99,11 @@ def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, r
             query = Query.from_question(item.question(script))
             vectors = model.embed_queries(list(query.embedded))
             rankings, cosine, _ = base_rankings(snapshot, query, vectors, candidate_k)
+            if snapshot.sentences is None:  # as base_rankings does with stored ones
+                rankings["sentence_dense"] = sentences.chunk_ranking(vectors, candidate_k)
+                missing = [p for p in rankings["sentence_dense"] if p not in cosine]
+                cosine |= snapshot.dense_scores(vectors, missing)
+                rankings["dense"] = sorted(cosine, key=cosine.__getitem__, reverse=True)
             rankings |= {
                 "sentence": indexes.sentences.chunk_ranking(query.bigrams, candidate_k),
                 "heading": [p for p, _ in indexes.headings.search(query.bigrams, candidate_k)],
@@ -146,11 +159,14 @@ def fit_fusion(cases: Sequence[Case], restrict: Mapping[str, tuple[float, ...]] 
 
 #: Families of fusions compared by repeated CV before any weights are fit: a signal joins the
 #: defaults only when the family that may use it scores better out of fold than the one that may not.
+_NO_VECTORS = {"sentence_dense": (0.0,)}
 FAMILIES: dict[str, dict[str, tuple[float, ...]]] = {
-    "base three (k, dense, words)": {"sentence": (0.0,), "heading": (0.0,), "cue": (0.0,)},
-    "+ cue": {"sentence": (0.0,), "heading": (0.0,)},
-    "+ sentence": {"heading": (0.0,), "cue": (0.0,)},
-    "+ heading": {"sentence": (0.0,), "cue": (0.0,)},
+    "base three (k, dense, words)": {**_NO_VECTORS, "sentence": (0.0,), "heading": (0.0,), "cue": (0.0,)},
+    "+ cue": {**_NO_VECTORS, "sentence": (0.0,), "heading": (0.0,)},
+    "+ sentence": {**_NO_VECTORS, "heading": (0.0,), "cue": (0.0,)},
+    "+ heading": {**_NO_VECTORS, "sentence": (0.0,), "cue": (0.0,)},
+    "+ sentence vectors": {"sentence": (0.0,), "heading": (0.0,), "cue": (0.0,)},
+    "+ sentence vectors + cue": {"sentence": (0.0,), "heading": (0.0,)},
     "all signals": {},
 }
 

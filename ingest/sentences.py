@@ -23,3 +23,24 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     if start < len(text):
         spans.append((start, len(text)))
     return [(s, e) for s, e in spans if text[s:e].strip()]
+
+
+# Sentences shorter than this are merged into the next one: a lone 「一、」 or 「（註）」 carries no meaning.
+MIN_SENTENCE_CHARS = 8
+
+
+def merged_sentences(text: str) -> list[str]:
+    """The sentences of a chunk, very short ones joined to the next (what the sentence-level
+    rankings index: a chunk is found through its best sentence)."""
+    out: list[str] = []
+    carry = ""
+    for start, end in split_sentences(text):
+        piece = carry + text[start:end].strip()
+        if len(piece) < MIN_SENTENCE_CHARS:
+            carry = piece
+            continue
+        out.append(piece)
+        carry = ""
+    if carry:
+        out.append(carry)
+    return out

@@ -27,6 +27,7 @@ from rag.errors import EmptyDocument, TongwenError, UnsupportedFileType
 from rag.store.base import IndexVersion
 from rag.store.keyword import analyzer_fingerprint, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
+from rag.store.sentences import SentenceVectors
 from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class IngestReport:
     failed_kinds: dict[str, type[TongwenError]] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
+    #: Sentence rows added (rag.store.sentences); a sentence the chunk overlap repeats counts per chunk.
+    sentences_embedded: int = 0
     seconds: float = 0.0
 
     @property
@@ -136,7 +139,11 @@ def ingest_sources(
     # rag.store.snapshot.retokenized); writing it out, even with no document changed, saves every
     # later load that work. Nothing is embedded again.
     recut = previous is not None and previous.manifest.keyword_analyzer != analyzer_fingerprint()
-    if not report.changed and not recut:
+    # Sentence vectors (rag.store.sentences), when asked for, are kept by the FAISS store; a version
+    # without them gets them for every chunk on the next ingest, even with no document changed.
+    with_sentences = settings.sentence_vectors and settings.vector_store == "faiss"
+    backfill = with_sentences and previous is not None and previous.sentences is None and bool(previous.chunks)
+    if not report.changed and not recut and not backfill:
         report.seconds = time.perf_counter() - started
         return None, report
 
@@ -152,6 +159,21 @@ def ingest_sources(
     report.chunks_embedded = len(new_records)
     chunks = [previous.chunks[i] for i in kept_positions] if previous else []
     chunks += new_records
+    sentences = None
+    if with_sentences:
+        if previous is not None and previous.sentences is not None:
+            kept, todo = previous.sentences.kept(kept_positions), new_records
+        else:
+            kept, todo = SentenceVectors.empty(model.dimension), chunks
+        say(f"Embedding the sentences of {len(todo)} chunks")
+        fresh = SentenceVectors.embed(
+            todo,
+            lambda texts: model.embed_passages(texts, show_progress=show_progress),
+            model.dimension,
+            first=len(chunks) - len(todo),
+        )
+        sentences = kept.plus(fresh)
+        report.sentences_embedded = len(fresh.owner)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -163,6 +185,6 @@ def ingest_sources(
         documents=docs,
         keyword_analyzer=analyzer_fingerprint(),
     )
-    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]))
+    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]), sentences)
     report.seconds = time.perf_counter() - started
     return snapshot, report

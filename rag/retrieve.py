@@ -89,20 +89,23 @@ def chunk_positions(snapshot: IndexVersion) -> dict[str, int]:
 def base_rankings(
     snapshot: IndexVersion, query: Query, query_vectors: np.ndarray, candidate_k: int
 ) -> tuple[dict[str, list[int]], dict[int, float], ScoredPositions]:
-    """The three base rankings of one query (dense, BM25 words, BM25 bigrams), each chunk's best
-    cosine, and the word side's BM25 scores.
+    """The base rankings of one query (dense, its sentences' dense ranking where the store keeps
+    sentence vectors, BM25 words, BM25 bigrams), each chunk's best cosine, and the word side's
+    BM25 scores.
 
     Every candidate of the keyword sides gets its cosine too, and the dense ranking covers them
     all: ranked without one, a chunk both keyword sides put first (g007 of the gold set, dense
     31st) lost to chunks that every side found merely because the dense list was cut at
     ``candidate_k``."""
     cosine = snapshot.dense_best(query_vectors, candidate_k)
+    by_sentence = snapshot.sentence_ranking(query_vectors, candidate_k)
     keyword_hits = snapshot.keyword_search(query.tokens, candidate_k)
     bigram_hits = snapshot.bigram_search(query.bigrams, candidate_k)
-    unscored = [p for p in dict.fromkeys(p for p, _ in keyword_hits + bigram_hits) if p not in cosine]
-    cosine |= snapshot.dense_scores(query_vectors, unscored)
+    found = [p for p, _ in keyword_hits + bigram_hits] + by_sentence
+    cosine |= snapshot.dense_scores(query_vectors, [p for p in dict.fromkeys(found) if p not in cosine])
     rankings = {
         "dense": sorted(cosine, key=cosine.__getitem__, reverse=True),
+        "sentence_dense": by_sentence,
         "words": [pos for pos, _ in keyword_hits],
         "bigrams": [pos for pos, _ in bigram_hits],
     }

@@ -9,10 +9,11 @@ import pytest
 
 from eval import ablation
 from eval.ablation import Case, cross_validate, fit_fusion, folds_by_item
+from ingest.sentences import merged_sentences
 from rag.rerank import scorer_reranker
 from rag.retrieve import Query, base_rankings, hybrid_search
 from rag.service import Tongwen
-from rag.signals import cue_ranking, merged_sentences, question_cues, signal_indexes
+from rag.signals import cue_ranking, question_cues, signal_indexes
 from rag.store.keyword import char_bigrams
 
 pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rag.store.records import ChunkRecord
+from rag.store.sentences import SentenceVectors
 from rag.store.snapshot import Manifest
 
 ScoredPositions = list[tuple[int, float]]
@@ -28,6 +29,8 @@ class IndexVersion(Protocol):
 
     manifest: Manifest
     chunks: list[ChunkRecord]
+    #: Sentence vectors for the ``sentence_dense`` ranking, where the store keeps them (FAISS).
+    sentences: SentenceVectors | None
 
     @property
     def key(self) -> str | None:
@@ -45,6 +48,11 @@ class IndexVersion(Protocol):
     def dense_scores(self, vectors: np.ndarray, positions: Sequence[int]) -> dict[int, float]:
         """Best cosine over several query vectors for the given positions, however far down the
         dense ranking they are: fills in the dense side of candidates only the keyword sides found."""
+        ...
+
+    def sentence_ranking(self, vectors: np.ndarray, k: int) -> list[int]:
+        """Chunk positions ranked by their best sentence's cosine (``rag.store.sentences``), at most
+        ``k``; empty where the version holds no sentence vectors."""
         ...
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> ScoredPositions:

@@ -44,6 +44,7 @@ class MilvusSnapshot:
         if fresh is not None:  # the local word index and the support check's counts need today's tokens
             chunks, bigrams, keyword = fresh, None, None
         self.chunks = chunks
+        self.sentences = None  # not kept by this store: see rag.store.sentences
         self.server_bm25 = bool(store.capabilities["bm25"])
         self.bigrams = bigrams if bigrams is not None else bigram_index(chunks)
         if self.server_bm25:
@@ -72,6 +73,9 @@ class MilvusSnapshot:
             return {}
         found = list(stored)
         return best_cosines(vectors, found, np.stack([stored[p] for p in found]))
+
+    def sentence_ranking(self, vectors: np.ndarray, k: int) -> list[int]:
+        return []  # the Milvus store keeps no sentence vectors (yet): see rag.store.sentences
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         if self.keyword is not None:

@@ -34,6 +34,7 @@ from langchain_core.embeddings import Embeddings
 from rag.errors import IndexCorrupt, IndexMissing
 from rag.store.keyword import PAIR_BM25, WORD_BM25, KeywordIndex, analyzer_fingerprint, char_bigrams, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
+from rag.store.sentences import SentenceVectors
 from rag.store.versions import KEEP_VERSIONS, VersionedDir
 
 FORMAT_VERSION = 1
@@ -132,6 +133,7 @@ class Snapshot:
         keyword: KeywordIndex,
         bigrams: KeywordIndex,
         path: Path | None = None,
+        sentences: SentenceVectors | None = None,
     ) -> None:
         self.manifest = manifest
         self.chunks = chunks
@@ -139,6 +141,9 @@ class Snapshot:
         self.keyword = keyword
         self.bigrams = bigrams
         self.path = path
+        #: Sentence vectors (``rag.store.sentences``); None unless the index was built with
+        #: TONGWEN_SENTENCE_VECTORS, which adds them to a version without them on the next ingest.
+        self.sentences = sentences
         self.vector_store = FAISS(
             embedding_function=_NoQueryEmbeddings(),
             index=faiss_index,
@@ -150,11 +155,17 @@ class Snapshot:
         )
 
     @classmethod
-    def build(cls, manifest: Manifest, chunks: list[ChunkRecord], vectors: np.ndarray) -> Snapshot:
+    def build(
+        cls,
+        manifest: Manifest,
+        chunks: list[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: SentenceVectors | None = None,
+    ) -> Snapshot:
         index = faiss.IndexFlatIP(manifest.dimension)
         if len(chunks):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(manifest, chunks, index, word_index(chunks), bigram_index(chunks))
+        return cls(manifest, chunks, index, word_index(chunks), bigram_index(chunks), sentences=sentences)
 
     @cached_property
     def doc_freq(self) -> Counter[str]:
@@ -180,6 +191,9 @@ class Snapshot:
             return {}
         stored = np.stack([self.faiss_index.reconstruct(int(p)) for p in positions])
         return best_cosines(vectors, [int(p) for p in positions], stored)
+
+    def sentence_ranking(self, vectors: np.ndarray, k: int) -> list[int]:
+        return self.sentences.chunk_ranking(vectors, k) if self.sentences is not None else []
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         return self.keyword.search(tokens, k)
@@ -209,6 +223,8 @@ class Snapshot:
         faiss.write_index(self.faiss_index, str(folder / "dense.faiss"))
         self.keyword.save(folder / "keyword")
         self.bigrams.save(folder / "bigram")
+        if self.sentences is not None:
+            self.sentences.save(folder)
         # The manifest goes last: its presence marks the version complete, and it carries the
         # checksums of everything written before it.
         self.manifest = replace(self.manifest, files=file_checksums(folder))
@@ -232,13 +248,16 @@ class Snapshot:
             else:
                 keyword = KeywordIndex.load(folder / "keyword", len(chunks))
                 bigrams = KeywordIndex.load(folder / "bigram", len(chunks))
+            sentences = SentenceVectors.load(folder)  # None unless built (TONGWEN_SENTENCE_VECTORS)
+            if sentences is not None and not sentences.fits(len(chunks), manifest.dimension):
+                raise ValueError("sentences.npz does not match the chunks")
         except _LOAD_ERRORS as exc:
             advice = repair_advice(folder.parent.parent)
             raise IndexCorrupt(f"The index at {folder} is damaged ({exc}). {advice}") from exc
         if index.ntotal != len(chunks) or index.d != manifest.dimension:
             advice = repair_advice(folder.parent.parent)
             raise IndexCorrupt(f"The index at {folder} is inconsistent. {advice}")
-        return cls(manifest, chunks, index, keyword, bigrams, path=folder)
+        return cls(manifest, chunks, index, keyword, bigrams, path=folder, sentences=sentences)
 
 
 # EOFError: an emptied .npy; AttributeError/TypeError: JSON of the wrong shape.
