@@ -10,6 +10,7 @@ the other folds only; the held-out test split is never fit on).
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import random
@@ -88,9 +89,11 @@ class Case:
 def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, rrf_k: int) -> list[Case]:
     snapshot, model = service.snapshot, service.model
     indexes = signal_indexes(snapshot)
-    # An index built without sentence vectors (TONGWEN_SENTENCE_VECTORS off, the default) gets them
-    # here, in memory, so the table always shows what the ranking would add.
-    sentences = snapshot.sentences or SentenceVectors.embed(snapshot.chunks, model.embed_passages, model.dimension)
+    if snapshot.sentences is None:
+        # An index built without sentence vectors (TONGWEN_SENTENCE_VECTORS off, the default): a
+        # copy of it gets them here, in memory, so the table always shows what the ranking adds.
+        snapshot = copy.copy(snapshot)
+        snapshot.sentences = SentenceVectors.embed(snapshot.chunks, model.embed_passages, model.dimension)
     cases = []
     for item in items:
         if not item.answerable:
@@ -99,11 +102,6 @@ def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, r
             query = Query.from_question(item.question(script))
             vectors = model.embed_queries(list(query.embedded))
             rankings, cosine, _ = base_rankings(snapshot, query, vectors, candidate_k)
-            if snapshot.sentences is None:  # as base_rankings does with stored ones
-                rankings["sentence_dense"] = sentences.chunk_ranking(vectors, candidate_k)
-                missing = [p for p in rankings["sentence_dense"] if p not in cosine]
-                cosine |= snapshot.dense_scores(vectors, missing)
-                rankings["dense"] = sorted(cosine, key=cosine.__getitem__, reverse=True)
             rankings |= {
                 "sentence": indexes.sentences.chunk_ranking(query.bigrams, candidate_k),
                 "heading": [p for p, _ in indexes.headings.search(query.bigrams, candidate_k)],

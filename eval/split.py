@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 
 TEST_SHARE = 0.3
@@ -66,16 +66,19 @@ SECOND_BATCH = 101
 SECOND_DIALOGUE_BATCH = 50
 
 
-def _number(item_id: str) -> int:
-    return int(item_id.lstrip("g"))
+def _by_batch(
+    records: list[dict], number: Callable[[str], int], later: int, strata: Callable[[dict], tuple[Hashable, ...]]
+) -> dict[str, str]:
+    """The first batch (ids numbered below ``later``) split by :func:`assign_splits` on its own;
+    every later item by id parity (odd: tune, even: test), a rule fixed before its results were read."""
+    first = [r for r in records if number(r["id"]) < later]
+    splits = assign_splits((r["id"], strata(r)) for r in first)
+    return splits | {r["id"]: "tune" if number(r["id"]) % 2 else "test" for r in records if number(r["id"]) >= later}
 
 
 def bundled_gold_splits(records: list[dict]) -> dict[str, str]:
     """The split of every item of the bundled gold file (see :data:`SECOND_BATCH`)."""
-    first = [r for r in records if _number(r["id"]) < SECOND_BATCH]
-    splits = assign_splits((r["id"], gold_strata(r)) for r in first)
-    later = [r["id"] for r in records if _number(r["id"]) >= SECOND_BATCH]
-    return splits | {i: "tune" if _number(i) % 2 else "test" for i in later}
+    return _by_batch(records, lambda i: int(i.lstrip("g")), SECOND_BATCH, gold_strata)
 
 
 def dialogue_strata(record: dict) -> tuple[str, str]:
@@ -84,11 +87,7 @@ def dialogue_strata(record: dict) -> tuple[str, str]:
 
 def bundled_dialogue_splits(records: list[dict]) -> dict[str, str]:
     """The split of every bundled dialogue (see :data:`SECOND_DIALOGUE_BATCH`)."""
-    number = {r["id"]: int(r["id"].lstrip("d")) for r in records}
-    first = [r for r in records if number[r["id"]] < SECOND_DIALOGUE_BATCH]
-    splits = assign_splits((r["id"], dialogue_strata(r)) for r in first)
-    later = [r["id"] for r in records if number[r["id"]] >= SECOND_DIALOGUE_BATCH]
-    return splits | {i: "tune" if number[i] % 2 else "test" for i in later}
+    return _by_batch(records, lambda i: int(i.lstrip("d")), SECOND_DIALOGUE_BATCH, dialogue_strata)
 
 
 def _rewrite(path: Path, splits: dict[str, str]) -> None:

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def keeps_sentence_vectors(self) -> bool:
+        """Whether ingest builds sentence vectors: asked for, and a store that keeps them (FAISS)."""
+        return self.sentence_vectors and self.vector_store == "faiss"
+
+    @property
     def signal_weights(self) -> dict[str, float]:
         """The fusion weights in force: the cross-validated defaults, overridden by ``fusion_weights``."""
         from rag.signals import DEFAULT_WEIGHTS

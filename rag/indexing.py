@@ -141,7 +141,7 @@ def ingest_sources(
     recut = previous is not None and previous.manifest.keyword_analyzer != analyzer_fingerprint()
     # Sentence vectors (rag.store.sentences), when asked for, are kept by the FAISS store; a version
     # without them gets them for every chunk on the next ingest, even with no document changed.
-    with_sentences = settings.sentence_vectors and settings.vector_store == "faiss"
+    with_sentences = settings.keeps_sentence_vectors
     backfill = with_sentences and previous is not None and previous.sentences is None and bool(previous.chunks)
     if not report.changed and not recut and not backfill:
         report.seconds = time.perf_counter() - started

@@ -153,7 +153,7 @@ class Tongwen:
         # Another backend of the same model is fine: torch and ONNX fp32 agree to cosine 0.99999,
         # int8 to ~0.997, and on the gold set torch queries against an int8-embedded index ranked
         # as well as int8 throughout (hit@5 0.989 both scripts). So no re-index when switching.
-        if self.settings.sentence_vectors and self.settings.vector_store == "faiss" and snap.sentences is None:
+        if self.settings.keeps_sentence_vectors and snap.sentences is None:
             log.warning(
                 "TONGWEN_SENTENCE_VECTORS is on but the index at %s has no sentence vectors: served "
                 "without the sentence_dense ranking until the next `tongwen ingest` adds them",

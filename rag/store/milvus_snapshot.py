@@ -22,6 +22,7 @@ import numpy as np
 from rag.store.keyword import KeywordIndex
 from rag.store.milvus import MilvusStore
 from rag.store.records import ChunkRecord
+from rag.store.sentences import SentenceVectors
 from rag.store.snapshot import Manifest, best_cosines, bigram_index, retokenized, word_index
 
 
@@ -44,7 +45,7 @@ class MilvusSnapshot:
         if fresh is not None:  # the local word index and the support check's counts need today's tokens
             chunks, bigrams, keyword = fresh, None, None
         self.chunks = chunks
-        self.sentences = None  # not kept by this store: see rag.store.sentences
+        self.sentences: SentenceVectors | None = None  # not kept by this store: see rag.store.sentences
         self.server_bm25 = bool(store.capabilities["bm25"])
         self.bigrams = bigrams if bigrams is not None else bigram_index(chunks)
         if self.server_bm25:
@@ -75,7 +76,8 @@ class MilvusSnapshot:
         return best_cosines(vectors, found, np.stack([stored[p] for p in found]))
 
     def sentence_ranking(self, vectors: np.ndarray, k: int) -> list[int]:
-        return []  # the Milvus store keeps no sentence vectors (yet): see rag.store.sentences
+        # The Milvus store keeps no sentence vectors (yet); only eval.ablation sets some, in memory.
+        return self.sentences.chunk_ranking(vectors, k) if self.sentences is not None else []
 
     def keyword_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         if self.keyword is not None:
