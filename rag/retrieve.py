@@ -139,8 +139,9 @@ def fused_search(
     One query is the plain hybrid search. Several (a follow-up alone, and joined with the
     conversation) are fused with a weight each, so a ranking that several queries agree on wins
     while a query that leans on nothing (the follow-up alone) keeps its say. The queries are
-    embedded in one batch. ``weights`` weigh each ranking (see :mod:`rag.signals`: the base
-    three and the extra signals); default :data:`rag.signals.DEFAULT_WEIGHTS`. ``carried`` is one
+    embedded in one call (one run each, see ``EmbeddingModel.embed_queries``). ``weights`` weigh
+    each ranking (see :mod:`rag.signals`: the base three and the extra signals); default
+    :data:`rag.signals.DEFAULT_WEIGHTS`. ``carried`` is one
     more ranking of positions with its weight: the passages a follow-up's conversation was about
     (see :func:`rag.followup.carried_positions`).
     """

@@ -128,6 +128,21 @@ def test_passages_run_one_per_run_on_their_own_session(model_folder: Path) -> No
     assert encoder.encode_passages([]).shape == (0, export.dimension)
 
 
+def test_a_question_vector_is_the_same_whatever_it_is_embedded_beside(models: dict[str, EmbeddingModel]) -> None:
+    """A follow-up embeds short questions beside a long one (the question joined with the last
+    answer). One run per question keeps each vector a function of its text: in one padded batch,
+    dynamic int8 quantised all their activations together and moved a vector by ~0.003 in cosine
+    (and padded every short question to the long one's length)."""
+    model = models["onnx-int8"]
+    question = "它的規劃是以哪一年為目標？"
+    long_text = question + "".join(SENTENCES) * 6
+    alone = model.embed_queries([question])[0]
+    beside = model.embed_queries([long_text, question, "那呢？"])
+    assert beside.shape == (3, model.dimension)
+    assert np.allclose(beside[1], alone, atol=1e-6)
+    assert np.allclose(beside[0], model.embed_queries([long_text])[0], atol=1e-6)
+
+
 def test_token_counts_and_truncation_match_torch(models: dict[str, EmbeddingModel]) -> None:
     long_text = (CORPUS / "000_6e77f61679c9a0c3.txt").read_text(encoding="utf-8")[:3000]
     texts = [*SENTENCES, long_text]
