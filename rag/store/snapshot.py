@@ -189,7 +189,7 @@ class Snapshot:
     def dense_scores(self, vectors: np.ndarray, positions: Sequence[int]) -> dict[int, float]:
         if not positions or len(vectors) == 0:
             return {}
-        stored = np.stack([self.faiss_index.reconstruct(int(p)) for p in positions])
+        stored = self.faiss_index.reconstruct_batch(np.asarray(positions, dtype=np.int64))
         return best_cosines(vectors, [int(p) for p in positions], stored)
 
     def sentence_ranking(self, vectors: np.ndarray, k: int) -> list[int]:
