@@ -20,7 +20,10 @@ _ELLIPSIS = re.compile(
     r"(?P<subject>[^？?。，,]{1,16}?)\s*(?:的情況|的情况|的部分|方面)?\s*(?:呢|又如何|怎麼樣|怎么样|如何|嗎|吗)?\s*[？?。!！]*\s*$"
 )
 _MARKERS = ("那", "至於", "至于", "還有", "还有", "換成", "换成", "如果是", "若是")
-_NAME_FLAGS = ("ns", "nr", "nt", "nz")
+# jieba tags a foreign name rendered by sound nrt (亚马逊; 阿迪达斯, where Taiwan writes 愛迪達) and a
+# full personal name nrfg. Left out, a pronoun after such a name kept no rewrite, and a Mainland
+# asker lost the rewrite the Taiwan asker got for the same company.
+_NAME_FLAGS = ("ns", "nr", "nrt", "nrfg", "nt", "nz")
 
 
 def last_user_message(history: Sequence[Mapping[str, str]]) -> str | None:

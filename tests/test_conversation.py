@@ -108,6 +108,11 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
     "previous, follow_up, expected",
     [
         ("盧森堡在2016年發布了什麼策略？", "它的目標年是哪一年？", ("盧森堡的目標年是哪一年？", True)),
+        # The Mainland renders foreign names by sound (阿迪达斯 for 愛迪達), and jieba tags those
+        # nrt, not nr: the Simplified asker gets the rewrite the Traditional one gets.
+        ("愛迪達的高速工廠設在哪個國家？", "它一年的產能目標是多少？", ("愛迪達一年的產能目標是多少？", True)),
+        ("阿迪达斯的高速工厂建在哪个国家？", "它一年的产能目标是多少？", ("阿迪达斯一年的产能目标是多少？", True)),
+        ("亚马逊在台湾设了几个资料中心？", "它的总部在哪里？", ("亚马逊的总部在哪里？", True)),
         # jieba cuts 中技社是 as 中技 / 社是: the name may be cut short, so it is not shown.
         ("中技社是哪一年創立的？", "它現在有多少名員工？", ("中技現在有多少名員工？", False)),
         # 它們 are the banks counted, not 盧森堡: no name is put in.
