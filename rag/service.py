@@ -21,7 +21,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ingest.chunk import HEADING_SEPARATOR
 from ingest.sentences import split_sentences
 from ingest.sources import Source, collect_sources, doc_id_for
 from rag import __version__, results
@@ -39,6 +38,7 @@ from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
 from rag.store.select import IndexStore, open_store
 from rag.store.versions import VersionedDir
+from rag.titles import document_title
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,6 @@ def new_text(previous: ChunkRecord | None, chunk: ChunkRecord) -> str:
         if previous.text.endswith(text[:end].rstrip("\n")):
             shared = end
     return text[shared:].lstrip("\n")
-
-
-TITLE_MAX_CHARS = 60
-
-
-def document_title(name: str, chunks: Sequence[ChunkRecord]) -> str:
-    """What a reader calls the document: its first line when short (converted reports open with
-    their title, often not marked as a heading), else its first heading, else the file name."""
-    first_line = chunks[0].text.split("\n", 1)[0].strip() if chunks else ""
-    if first_line and len(first_line) <= TITLE_MAX_CHARS and not chunks[0].heading:
-        return first_line
-    headings = [c.heading for c in chunks if c.heading]
-    return headings[0].split(HEADING_SEPARATOR)[0] if headings else Path(name).stem
 
 
 class Tongwen:
