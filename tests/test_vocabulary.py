@@ -18,6 +18,7 @@ from rag.store.records import ChunkRecord
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 CORPUS_SECTION = "# From the corpus"
+GENERAL_SECTION = "# General cross-strait pairs"
 
 
 def vocabulary_lines() -> list[str]:
@@ -34,6 +35,13 @@ def corpus_section() -> list[tuple[str, str]]:
     return pairs(lines[start:])
 
 
+def general_section() -> list[tuple[str, str]]:
+    lines = vocabulary_lines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(GENERAL_SECTION))
+    end = next(i for i, line in enumerate(lines) if line.startswith(CORPUS_SECTION))
+    return pairs(lines[start:end])
+
+
 def test_every_line_is_a_mainland_taiwan_pair_once() -> None:
     every = pairs(vocabulary_lines())
     assert all(len(p) == 2 and all(p) for p in every)
@@ -41,14 +49,18 @@ def test_every_line_is_a_mainland_taiwan_pair_once() -> None:
     assert len(corpus_section()) > 100
 
 
-def test_no_corpus_pair_is_one_opencc_already_bridges() -> None:
-    """A corpus pair earns its line only where OpenCC's phrase tables do not already turn one word
-    into the other; the rest would only add duplicate variants. (The hand-written pairs above it
-    include some OpenCC bridges too: they keep 大数据 whole before 数据 is bridged.)"""
+@pytest.mark.parametrize("section", [corpus_section, general_section], ids=["corpus", "general"])
+def test_no_corpus_or_general_pair_is_one_opencc_already_bridges(section) -> None:
+    """A corpus or general pair earns its line only where OpenCC's phrase tables do not already
+    turn one word into the other; the rest would only add duplicate variants. (The first
+    hand-written pairs include some OpenCC bridges too: they keep 大数据 whole before 数据 is
+    bridged.)"""
     to_mainland, to_taiwan = opencc.OpenCC("tw2sp"), opencc.OpenCC("s2twp")
+    pairs_ = section()
+    assert len(pairs_) > 30
     bridged = [
         (m, t)
-        for m, t in corpus_section()
+        for m, t in pairs_
         if canonical(to_mainland.convert(t)) == canonical(m) and canonical(to_taiwan.convert(m)) == canonical(t)
     ]
     assert bridged == []
@@ -69,6 +81,11 @@ def test_the_corpus_section_names_words_the_reports_use() -> None:
         ("增材制造主要用在哪些领域？", "积层制造"),  # 積層製造
         ("东盟国家的投资情况如何？", "东协"),  # 東協
         ("特朗普政府提出了什么关税措施？", "川普"),
+        # General pairs: words no report here uses, which a Mainland asker will.
+        ("美联储加息对台湾出口有什么影响？", "联准会"),  # 聯準會
+        ("普京对欧洲能源政策说了什么？", "普丁"),
+        ("海上风电的装机目标是多少？", "离岸风电"),  # 離岸風電
+        ("光刻机出口管制涉及哪些国家？", "曝光机"),  # 曝光機
     ],
 )
 def test_a_mainland_question_gets_the_taiwan_word_as_a_variant(question: str, taiwan_word: str) -> None:
