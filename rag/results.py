@@ -7,7 +7,9 @@ fails loudly in one place rather than quietly in four.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, Field
@@ -41,6 +43,8 @@ class Source(BaseModel):
     id: str
     doc: str = Field(description="File name of the document.")
     doc_id: str
+    # A default only for sources stored before titles existed (conversations the browser kept).
+    title: str = Field(default="", description="Title of the document (see GET /api/documents/{doc_id}).")
     heading: str = Field(description="Heading path of the passage, e.g. 「第三章 … > 二、…」.")
     text: str = Field(description="The passage as written in the document (its own script).")
     score: float = Field(description="Fused reciprocal-rank score.")
@@ -49,7 +53,7 @@ class Source(BaseModel):
     location: Location
 
     @classmethod
-    def from_hit(cls, hit: Hit, n: int) -> Source:
+    def from_hit(cls, hit: Hit, n: int, title: str) -> Source:
         """The ``n``-th hit of a ranking (1-based), scores rounded as every surface shows them.
 
         Every field is passed, none left to its default: the OpenAI route dumps with
@@ -61,6 +65,7 @@ class Source(BaseModel):
             id=chunk.id,
             doc=chunk.doc,
             doc_id=chunk.doc_id,
+            title=title,
             heading=chunk.heading,
             text=chunk.text,
             score=round(hit.score, 6),
@@ -70,9 +75,13 @@ class Source(BaseModel):
         )
 
 
-def numbered(hits: list[Hit]) -> list[Source]:
-    """Hits as the sources an answer cites: ``[1]`` is the first."""
-    return [Source.from_hit(h, n) for n, h in enumerate(hits, start=1)]
+def numbered(hits: list[Hit], titles: Mapping[str, str]) -> list[Source]:
+    """Hits as the sources an answer cites: ``[1]`` is the first. ``titles`` (doc_id -> title)
+    come from the index version the hits were found in; a document missing from it is called by
+    its file name."""
+    return [
+        Source.from_hit(h, n, titles.get(h.chunk.doc_id) or Path(h.chunk.doc).stem) for n, h in enumerate(hits, start=1)
+    ]
 
 
 class Citation(BaseModel):
@@ -103,7 +112,7 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per chain step.")
 
     @classmethod
-    def from_turn(cls, turn: Turn) -> Self:
+    def from_turn(cls, turn: Turn, titles: Mapping[str, str]) -> Self:
         """What a finished chain turn tells its caller: support rounded, timings in milliseconds
         (a :class:`FinalEvent` too: its ``type`` has a default)."""
         return cls(
@@ -116,7 +125,7 @@ class Answer(BaseModel):
             notes=list(turn.notes),
             support=round(turn.support, 4),
             missing=list(turn.missing),
-            sources=numbered(turn.hits),
+            sources=numbered(turn.hits, titles),
             citations=list(turn.citations),
             timings={k: round(v * 1000, 1) for k, v in turn.timings.items()},
         )

@@ -38,7 +38,7 @@ from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
 from rag.store.select import IndexStore, open_store
 from rag.store.versions import VersionedDir
-from rag.titles import document_title
+from rag.titles import document_title, titles_of
 
 log = logging.getLogger(__name__)
 
@@ -267,16 +267,8 @@ class Tongwen:
         }
 
     def document_titles(self) -> dict[str, str]:
-        """doc_id -> title (see :func:`document_title`), for lists that show titles, not file names."""
-        firsts: dict[str, list[ChunkRecord]] = {}
-        for chunk in self.snapshot.chunks:
-            firsts.setdefault(chunk.doc_id, []).append(chunk)
-        docs = self.snapshot.manifest.documents
-        return {
-            doc_id: document_title(docs[doc_id].name, sorted(chunks, key=lambda c: c.seq)[:20])
-            for doc_id, chunks in firsts.items()
-            if doc_id in docs
-        }
+        """doc_id -> title (see :mod:`rag.titles`), for lists that show titles, not file names."""
+        return titles_of(self.snapshot)
 
     def retrieve(self, query: str, top_k: int | None = None) -> list[results.Source]:
         from rag.chain import clean_question
@@ -284,8 +276,9 @@ class Tongwen:
         text = clean_question(query, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
         reranker = self.reranker
+        snapshot = self.snapshot  # one version for the search and the titles
         hits = hybrid_search(
-            self.snapshot,
+            snapshot,
             self.model,
             Query.from_question(text),
             max(top_k, self.settings.candidate_k) if reranker else top_k,
@@ -295,7 +288,7 @@ class Tongwen:
         )
         if reranker is not None:
             hits = list(reranker(text, hits))[:top_k]
-        return numbered(hits)
+        return numbered(hits, titles_of(snapshot))
 
     def chain(self, llm: str | None = None) -> AnswerChain:
         generator = self.generator(registry.resolve(llm, self.settings))
@@ -311,9 +304,10 @@ class Tongwen:
     ) -> Answer:
         started = time.perf_counter()
         turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
-        turn = self.chain(llm).runnable().invoke(turn)
+        chain = self.chain(llm)
+        turn = chain.runnable().invoke(turn)
         turn.timings["total"] = time.perf_counter() - started
-        return Answer.from_turn(turn)
+        return Answer.from_turn(turn, titles_of(chain.snapshot))
 
     def ask_stream(
         self,
@@ -329,7 +323,8 @@ class Tongwen:
         chain = self.chain(llm)
         turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = chain.before_generation().invoke(turn)
-        yield QuestionEvent(question=turn.question, found=turn.found, sources=numbered(turn.hits))
+        titles = titles_of(chain.snapshot)
+        yield QuestionEvent(question=turn.question, found=turn.found, sources=numbered(turn.hits, titles))
         pieces = []
         for piece in chain.stream_answer(turn):
             pieces.append(piece)
@@ -337,7 +332,7 @@ class Tongwen:
         turn.answer = "".join(pieces)
         turn = chain.post_check(turn)
         turn.timings["total"] = time.perf_counter() - started
-        yield FinalEvent.from_turn(turn)
+        yield FinalEvent.from_turn(turn, titles)
 
     # -- writing -----------------------------------------------------------------------------
     def ingest(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ingest.chunk import HEADING_SEPARATOR
 from ingest.normalise import canonical
@@ -93,3 +94,20 @@ def document_title(name: str, chunks: Sequence[ChunkRecord]) -> str:
             return top
     opening = opening_words(chunks[0].text) if chunks else ""
     return opening or Path(name).stem
+
+
+def titles_of(snapshot: Any) -> dict[str, str]:
+    """doc_id -> title for every document of an index version, worked out once per version (a
+    version never changes) and kept on it: every answer's sources show their document's title."""
+    titles = snapshot.__dict__.get("_titles")
+    if titles is None:
+        firsts: dict[str, list[ChunkRecord]] = {}
+        for chunk in snapshot.chunks:
+            firsts.setdefault(chunk.doc_id, []).append(chunk)
+        docs = snapshot.manifest.documents
+        titles = snapshot.__dict__["_titles"] = {
+            doc_id: document_title(docs[doc_id].name, sorted(chunks, key=lambda c: c.seq)[:20])
+            for doc_id, chunks in firsts.items()
+            if doc_id in docs
+        }
+    return titles

@@ -309,6 +309,11 @@ def test_one_document_with_its_title_text_and_chunks(url):
     assert body["text"].count(sentence) == 1
     assert all(p["text"] in c["text"] for p, c in zip(body["passages"], body["chunks"], strict=True))
     assert all(c["location"]["line_start"] >= 1 for c in body["chunks"])
+    # Every source names its document by the same title.
+    hits = httpx.post(f"{url}/api/retrieve", json={"query": "盧森堡第三次產業革命計畫以哪些技術為基礎？"}).json()[
+        "hits"
+    ]
+    assert body["title"] in {h["title"] for h in hits if h["doc_id"] == luxembourg["doc_id"]}
     by_name = httpx.get(f"{url}/api/documents/{luxembourg['name']}").json()
     assert by_name["doc_id"] == luxembourg["doc_id"]
     assert httpx.get(f"{url}/api/documents/deadbeef0000").status_code == 404

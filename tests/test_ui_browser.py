@@ -137,7 +137,7 @@ def in_viewport(page, selector: str) -> int:
 
 # What is content, not UI: questions and answers, document text, file names, document titles.
 CONTENT = (
-    "#chatbot .message, .tw-text, .tw-passage-text, .tw-doc, .tw-file, .tw-heading, .tw-reader-title,"
+    "#chatbot .message, .tw-text, .tw-passage-text, .tw-title, .tw-doc, .tw-file, .tw-heading, .tw-reader-title,"
     " .tw-reader-heading, .tw-docs td:first-child, .tw-condensed, #conversations label, .tw-chunk"
 )
 

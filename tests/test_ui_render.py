@@ -50,6 +50,22 @@ def test_every_quoted_sentence_is_marked_in_the_panel_and_under_the_answer(resul
     assert bot_message(result, 1, "traditional").count("<mark") == count  # the phone's folded copy
 
 
+def test_each_source_is_shown_with_its_documents_title(service: Tongwen, result: Answer) -> None:
+    """A file name such as 000_6e77f61679c9a0c3.txt tells a reader nothing: the source names its
+    document by the title the document list shows."""
+    titles = service.document_titles()
+    assert all(src.title == titles[src.doc_id] for src in result.sources)
+    panel = sources_panel(result, state="final", turn=1, script="traditional")
+    luxembourg = next(src for src in result.sources if src.doc.startswith("000_"))
+    assert luxembourg.title == "推動第三次產業革命之方向：以盧森堡為例"
+    assert f'<span class="tw-title">{luxembourg.title}</span>' in panel
+    # A title that is only the file name again is not shown twice.
+    plain = result.model_copy(
+        update={"sources": [s.model_copy(update={"title": s.doc.removesuffix(".txt")}) for s in result.sources]}
+    )
+    assert "tw-title" not in sources_panel(plain, state="final", turn=1, script="traditional")
+
+
 def test_all_quotes_of_one_source_are_highlighted_without_overlap() -> None:
     text = "甲句在此。乙句在此。丙句在此。"
     marked = highlight(text, ["丙句在此。", "甲句在此。", "甲句"], "p")

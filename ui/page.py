@@ -39,7 +39,9 @@ mark {{ background: #fde68a !important; color: inherit !important; padding: 0 1p
 .tw-source.tw-cited {{ border-color: var(--color-accent); }}
 .tw-source summary {{ cursor: pointer; }}
 .tw-n {{ font-weight: 700; color: var(--color-accent); }}
+.tw-title {{ font-weight: 600; }}
 .tw-doc {{ font-weight: 600; word-break: break-all; }}
+.tw-title + .tw-doc {{ font-weight: 400; opacity: 0.75; font-size: 0.85em; }}
 .tw-badge {{ font-size: 0.75rem; padding: 0 0.45em; border-radius: 999px;
   background: var(--color-accent-soft); color: var(--color-accent); }}
 .tw-heading, .tw-loc, .tw-meta, .tw-lineno {{ color: var(--body-text-color-subdued); font-size: 0.85rem; }}

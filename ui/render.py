@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ingest.sentences import split_sentences
@@ -164,10 +165,10 @@ def source_items(result: AnswerView, turn: int, script: str, prefix: str) -> str
         n = src.n
         cited = n in quotes
         element_id = f"{prefix}-{turn}-{n}"
-        summary = [
-            f'<span class="tw-n">[{n}]</span>',
-            f'<span class="tw-doc">{html.escape(src.doc)}</span>',
-        ]
+        summary = [f'<span class="tw-n">[{n}]</span>']
+        if src.title and src.title != Path(src.doc).stem:  # a file name is not said twice
+            summary.append(f'<span class="tw-title">{html.escape(src.title)}</span>')
+        summary.append(f'<span class="tw-doc">{html.escape(src.doc)}</span>')
         if src.heading:
             summary.append(f'<span class="tw-heading">{html.escape(src.heading)}</span>')
         where = location_text(src.location, script)
