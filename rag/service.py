@@ -38,7 +38,7 @@ from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
 from rag.store.select import IndexStore, open_store
 from rag.store.versions import VersionedDir
-from rag.titles import document_title, titles_of
+from rag.titles import titles_of
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +254,9 @@ class Tongwen:
                 }
             )
             previous = chunk
-        title = document_title(record.name, chunks)
         return {
             **asdict(record),
-            "title": title,
+            "title": titles_of(snap)[doc_id],
             "text": "\n".join(p["text"] for p in passages),
             "passages": passages,
             "chunks": [

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ingest.chunk import HEADING_SEPARATOR
 from ingest.normalise import canonical
+from rag.store.base import IndexVersion
 from rag.store.records import ChunkRecord
 
 TITLE_MAX_CHARS = 60
@@ -96,18 +96,17 @@ def document_title(name: str, chunks: Sequence[ChunkRecord]) -> str:
     return opening or Path(name).stem
 
 
-def titles_of(snapshot: Any) -> dict[str, str]:
+def titles_of(snapshot: IndexVersion) -> dict[str, str]:
     """doc_id -> title for every document of an index version, worked out once per version (a
-    version never changes) and kept on it: every answer's sources show their document's title."""
+    version never changes) and kept on it: the document list, the reader and every answer's
+    sources read this one mapping, so a document has one title wherever it is shown."""
     titles = snapshot.__dict__.get("_titles")
     if titles is None:
         firsts: dict[str, list[ChunkRecord]] = {}
         for chunk in snapshot.chunks:
             firsts.setdefault(chunk.doc_id, []).append(chunk)
-        docs = snapshot.manifest.documents
         titles = snapshot.__dict__["_titles"] = {
-            doc_id: document_title(docs[doc_id].name, sorted(chunks, key=lambda c: c.seq)[:20])
-            for doc_id, chunks in firsts.items()
-            if doc_id in docs
+            doc_id: document_title(record.name, sorted(firsts.get(doc_id, []), key=lambda c: c.seq)[:20])
+            for doc_id, record in snapshot.manifest.documents.items()
         }
     return titles
