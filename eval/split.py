@@ -58,11 +58,13 @@ def gold_strata(record: dict) -> tuple[str, str]:
 #: :func:`assign_splits` with the first would have moved items already tuned on into the test
 #: split, so each batch is split on its own, and this one by id parity (odd: tune, even: test),
 #: fixed before any of its items' results were read. The third batch, g141 on, written blind on
-#: 2026-12-03 after everything had been tuned on the first two, follows the same parity rule.
+#: 2026-12-03 after everything had been tuned on the first two, follows the same parity rule, and
+#: so does the fourth, g181 on, written blind after everything had been tuned on the first three.
 SECOND_BATCH = 101
 
 #: The bundled dialogues' second batch, d050 on, written blind on 2026-12-03: split by id parity
 #: (even: test, odd: tune) for the same reason, so no dialogue tuned on moves to the test split.
+#: The third batch, d064 on (written blind later the same day), follows the same rule.
 SECOND_DIALOGUE_BATCH = 50
 
 

@@ -62,7 +62,8 @@ def test_both_splits_cover_every_document_and_follow_the_documented_rule() -> No
         part = [i for i in items if i.split == split]
         assert {i.doc for i in part if i.answerable} == documents, split
         assert any(not i.answerable for i in part), split
-    assert 0.2 <= sum(i.split == "test" for i in items) / len(items) <= 0.4
+    # The first batch ~30 % test, the later ones half (id parity): 40 % with the fourth batch.
+    assert 0.2 <= sum(i.split == "test" for i in items) / len(items) <= 0.45
 
 
 GOOD = {
