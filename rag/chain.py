@@ -18,7 +18,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from ingest.normalise import Script, canonical, detect_script, stream_to_script, to_script
 from rag.cite import CITATION, citations_for, cite_as_streamed, cite_by_overlap, has_content
-from rag.condense import history_text, last_user_message, rewrite_by_rules
+from rag.condense import history_text, last_user_message, resolved_pronoun, rewrite_by_rules
 from rag.config import Settings
 from rag.decide import decide, evidence_is_strong
 from rag.embeddings import EmbeddingModel
@@ -201,16 +201,20 @@ class AnswerChain:
             decision.missing,
             decision.own_support,
         )
-        turn.weights = self.question_weights(turn.query, asked if follow_up else None)
+        named = referent_tokens(turn.asked, turn.question, turn.history) if follow_up else frozenset()
+        turn.weights = self.question_weights(turn.query, asked if follow_up else None, named)
         return turn
 
-    def question_weights(self, query: Query, asked: Query | None) -> tuple[dict[str, float], ...]:
+    def question_weights(
+        self, query: Query, asked: Query | None, named: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, float], ...]:
         """IDF weight of each content word, for choosing the sentences that answer: one mapping per
         wording of the question (the plain one and its vocabulary variants), so a Mainland word
         meets its Taiwan twin in the sources as it does in retrieval. A follow-up's own words weigh
-        in full; words it only inherits from the conversation weigh less, or the answer would drift
-        back to what the previous turn already answered."""
-        own = {t for v in asked.variants for t in content_tokens(v)} if asked is not None else set()
+        in full, and so do the ``named`` words that stand for its pronoun (see
+        :func:`referent_tokens`); words it only inherits from the conversation weigh less, or the
+        answer would drift back to what the previous turn already answered."""
+        own = {t for v in asked.variants for t in content_tokens(v)} | named if asked is not None else set()
         wordings = []
         for variant, direction in zip(query.variants, query.directions(), strict=True):
             weights = {t: idf(t, self.snapshot) for t in dict.fromkeys(content_tokens(variant))}
@@ -299,6 +303,15 @@ class AnswerChain:
             | RunnableLambda(self.generate, name="generate")
             | RunnableLambda(self.post_check, name="post_check")
         )
+
+
+def referent_tokens(asked: str, understood: str, history: Sequence[Mapping[str, str]]) -> frozenset[str]:
+    """The content words the rules put in place of the follow-up's pronoun (「這個品牌」 → Chloé):
+    the follow-up asks about that name as much as about its own words, so it is not an inherited
+    word. Empty unless ``understood`` is exactly that rewrite."""
+    if understood == asked or resolved_pronoun(asked, history) != understood:
+        return frozenset()
+    return frozenset(content_tokens(canonical(understood))) - frozenset(content_tokens(canonical(asked)))
 
 
 def _is_refusal(answer: str) -> bool:

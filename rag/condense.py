@@ -68,15 +68,51 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     if not match or match.group() in _PLURAL:
         return None
     canon_prev = canonical(previous)
+    if len(canon_prev) != len(previous):
+        return None
     words = list(posseg().cut(canon_prev))
+    lead = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()])
+    named = named_by_class(question[match.end() :], previous, words)
+    if named is not None:
+        name, class_length = named
+        return (lead + name + question[match.end() + class_length :]).strip(), True
     offset = 0
     for i, word in enumerate(words):
-        if word.flag in _NAME_FLAGS and len(canon_prev) == len(previous):
+        if word.flag in _NAME_FLAGS:
             name = previous[offset : offset + len(word.word)]
-            body = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()]) + name + question[match.end() :]
-            whole = i + 1 == len(words) or not words[i + 1].flag.startswith("n")
-            return body.strip(), whole
+            return (lead + name + question[match.end() :]).strip(), not _cut_short(words, i)
         offset += len(word.word)
+    return None
+
+
+# A Latin-script name as the asker wrote it: jieba's cut of 「Chloé」 stops at the accent.
+_LATIN_NAME = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z0-9\u00c0-\u024f&'.\-]*")
+
+
+def named_by_class(rest: str, previous: str, words: Sequence) -> tuple[str, int] | None:
+    """「這個品牌的…」 after 「…精品品牌Chloé…」: the name the previous question puts beside the
+    class noun (品牌 Chloé, 台積電這家公司), and the class noun's length in ``rest``; None when the
+    demonstrative is not followed by a noun the previous question uses that way. Without this,
+    「這個品牌」 became the first name of the previous question, a city (巴黎品牌)."""
+    following = [w for w in posseg().cut(canonical(rest[:8])) if w.word.strip()]
+    if not following or not following[0].flag.startswith("n") or len(following[0].word) < 2:
+        return None
+    noun = following[0].word
+    spans, offset = [], 0
+    for word in words:
+        spans.append((offset, word))
+        offset += len(word.word)
+    for i, (_, word) in enumerate(spans):
+        if word.word != noun:
+            continue
+        for j in (i + 1, i - 1):
+            if not 0 <= j < len(spans):
+                continue
+            start, near = spans[j]
+            if near.flag == "eng" and (latin := _LATIN_NAME.match(previous, start)):
+                return latin.group(), len(noun)
+            if near.flag in _NAME_FLAGS:
+                return previous[start : start + len(near.word)], len(noun)
     return None
 
 
@@ -91,12 +127,24 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     canon_prev = canonical(previous)
     if len(canon_prev) != len(previous):  # offsets must line up to edit the original text
         return None
+    words = list(posseg().cut(canon_prev))
+    names = []  # (cut short, offset, length)
     offset = 0
-    for word in posseg().cut(canon_prev):
+    for i, word in enumerate(words):
         if word.flag in flags and word.word != canonical(subject):
-            return previous[:offset] + subject + previous[offset + len(word.word) :]
+            names.append((_cut_short(words, i), offset, len(word.word)))
         offset += len(word.word)
-    return None
+    if not names:
+        return None
+    # A name that stands whole first: 「中技社的物流報告說，日本…」 cuts 中技 / 社, and 「那韓國呢」
+    # asks about 韓國 in place of 日本, not 「韓國社」.
+    _, start, length = min(names)
+    return previous[:start] + subject + previous[start + length :]
+
+
+def _cut_short(words: Sequence, i: int) -> bool:
+    """Whether the name at ``words[i]`` runs on into a noun (中技 / 社): part of a longer name."""
+    return i + 1 < len(words) and words[i + 1].flag.startswith("n")
 
 
 def attach_to_topic(previous: str, subject: str) -> str:
@@ -135,6 +183,16 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
         # A short word jieba does not know (聯電 comes out as 联 / 电) may be a name too.
         rewritten, trusted = attach_to_topic(previous, subject), not is_name and len(subject) >= 3
     return (to_script(rewritten, script) if script != "neutral" else rewritten), trusted
+
+
+def resolved_pronoun(question: str, history: Sequence[Mapping[str, str]]) -> str | None:
+    """The question with its pronoun replaced by the rules' trusted name (「這個品牌的…」 →
+    「Chloé的…」), or None when the rules resolved no pronoun of it."""
+    previous = last_user_message(history)
+    if previous is None or elliptical_subject(question) is not None:
+        return None
+    resolved = resolve_pronoun(question, previous)
+    return resolved[0] if resolved is not None and resolved[1] else None
 
 
 def condense_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> str | None:

@@ -121,8 +121,10 @@ def missing_ordinals(asked: str, text: str) -> list[str]:
 # 「X是多少」, 「X有多大」, 「X在哪裡」, 「哪個X」…: the noun before these is what the question wants.
 _ASKS = re.compile(r"是多少|有多少|有多大|为多少|达到多少|多少|多大|是什么|是哪|在哪|哪一|哪个|哪些|几")
 _AMOUNT = re.compile(r"多少|多大|几")
+# Hedges (大概, 差不多) too: 「成功率大概多少」 asks about 成功率 as 「成功率是多少」 does.
+_HEDGES = ("大概", "大致", "差不多", "将近", "接近", "一共", "总计", "共计", "合计")
 _GLUE = frozenset(
-    ["是", "有", "为", "的", "达到", "总共", "约", "大约", "共", "要", "会", "在", "占", "到", "了", "花"]
+    ["是", "有", "为", "的", "达到", "总共", "约", "大约", "共", "要", "会", "在", "占", "到", "了", "花", *_HEDGES]
 )
 
 
@@ -166,7 +168,9 @@ def asked_about(variant: str) -> str | None:
     if not words:
         return None
     last = words[-1]
-    if last.word in stopwords():  # 「號碼是什麼」 asks for the kind of answer, not about a thing
+    # 「號碼是什麼」 asks for the kind of answer, not about a thing; so does a compound ending in such
+    # a word (jieba keeps 投資規模 whole, and 「投資規模有多大」 is answered by an amount).
+    if last.word in stopwords() or (len(last.word) > 2 and last.word[-2:] in stopwords()):
         return None
     # Nouns, verbal nouns (出口), set phrases (总预算 is tagged l) and Latin-script terms (GDP).
     return last.word if last.flag.startswith("n") or last.flag in ("vn", "l", "eng") else None

@@ -16,7 +16,7 @@ import pytest
 from eval.dialogues import load_dialogues
 from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
-from rag.chain import AnswerChain
+from rag.chain import AnswerChain, referent_tokens
 from rag.condense import rewrite_by_rules
 from rag.evidence import answer_span, asked_kind, asked_unit, has_kind, is_caption, joined_lines, select_evidence
 from rag.followup import (
@@ -117,12 +117,27 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
         ("中技社是哪一年創立的？", "它現在有多少名員工？", ("中技現在有多少名員工？", False)),
         # 它們 are the banks counted, not 盧森堡: no name is put in.
         ("盧森堡現在有多少家銀行？", "它們管理的資產總額是多少歐元？", None),
+        # 「這個品牌」 is the name the previous question puts beside 品牌, not its first name (法國).
+        ("經濟部參訪的法國精品品牌Hermès推出了哪些新產品？", "這個品牌的總部在哪裡？", ("Hermès的總部在哪裡？", True)),
+        ("欧盟选了哪个城市巴塞罗那做试点？", "这个城市有多少人口？", ("巴塞罗那有多少人口？", True)),
     ],
 )
 def test_a_pronoun_is_replaced_by_a_whole_singular_name_only(
     previous: str, follow_up: str, expected: tuple[str, bool] | None
 ) -> None:
     assert rewrite_by_rules(follow_up, history_of((previous, "…"))) == expected
+
+
+@pytest.mark.parametrize(
+    "previous, follow_up, expected",
+    [
+        # jieba cuts 中技社 as 中技 / 社: the name that stands whole (日本) is the one replaced.
+        ("中技社的報告說，日本的出生率是多少？", "那韓國呢？", "中技社的報告說，韓國的出生率是多少？"),
+        ("盧森堡在2016年發布了什麼策略？", "那臺灣呢？", "臺灣在2016年發布了什麼策略？"),
+    ],
+)
+def test_an_elliptical_subject_replaces_a_whole_name(previous: str, follow_up: str, expected: str) -> None:
+    assert rewrite_by_rules(follow_up, history_of((previous, "…"))) == (expected, True)
 
 
 def test_other_is_not_a_pronoun() -> None:
@@ -273,6 +288,26 @@ def test_follow_up_finds_its_evidence_and_answers(service: Tongwen, dialogue_id:
     assert any(contains_evidence(s.text, e) for s in result.sources[:5] for e in last.evidence)
     assert result.found, (result.question, result.support, result.missing)
     assert detect_script(result.answer) == ("traditional" if script == "trad" else "simplified")
+
+
+@pytest.mark.parametrize("script", ["trad", "simp"])
+def test_the_name_standing_for_a_pronoun_weighs_as_the_follow_ups_own_word(service: Tongwen, script: str) -> None:
+    """「這個品牌的數位產品護照，消費者要怎麼查看？」 after a question about Chloé: the rules put
+    Chloé in place of 「這個品牌」, and the answer quotes the sentence about Chloé's passport (its
+    QR code) beside the general ones about digital passports: with Chloé weighed as an inherited
+    word, they alone filled the answer."""
+    result = play(service, "d065", script, turns=2)
+    assert result.question.startswith("Chloé"), result.question
+    assert "QRcode" in result.answer, result.answer
+
+
+def test_referent_tokens_are_only_what_replaced_the_pronoun() -> None:
+    history = [{"role": "user", "content": "經濟部參訪的法國精品品牌Hermès推出了哪些新產品？"}]
+    named = referent_tokens("這個品牌的總部在哪裡？", "Hermès的總部在哪裡？", history)
+    assert named and all(t in canonical("hermès") for t in named)
+    # An elliptical follow-up's rewrite is the previous question: its words stay inherited.
+    shift = [{"role": "user", "content": "中技社的報告說，日本的出生率是多少？"}]
+    assert referent_tokens("那韓國呢？", "中技社的報告說，韓國的出生率是多少？", shift) == frozenset()
 
 
 def test_a_why_follow_up_carries_the_previous_passages_into_its_search(service: Tongwen) -> None:

@@ -80,6 +80,11 @@ def test_specifics_only_count_the_top_sources() -> None:
         ("新加坡2018年與2014年相比變化有多大？", None),  # 變化 is the form of the answer
         ("美国参议院通过的基建法案规模有多大？", None),  # 规模 too: answered by an amount
         ("日韓之間那場貿易管制衝突，導火線是什麼？", None),  # 導火線: answered by an event
+        # A hedge between the noun and the question word is glue, as 是 is.
+        ("這種療法的成功率大概多少？", "成功率"),
+        ("这个地区的人口差不多有多少？", "人口"),
+        ("參加者的人數總計是多少？", "人数"),
+        ("這類產業每年的投資規模大概多大？", None),  # 投資規模, one word to jieba, ends in 規模
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
