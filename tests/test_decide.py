@@ -9,7 +9,14 @@ from ingest.normalise import canonical
 from rag.cite import has_content
 from rag.retrieve import Hit, Query
 from rag.store.records import ChunkRecord, Location
-from rag.support import asked_about, missing_ordinals, missing_specifics, stopwords, unbound_subject
+from rag.support import (
+    asked_about,
+    missing_ordinals,
+    missing_specifics,
+    noun_present,
+    stopwords,
+    unbound_subject,
+)
 
 pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
 
@@ -55,6 +62,16 @@ def test_missing_specifics(question: str, missing: list[str]) -> None:
 def test_ordinals_name_one_instance(question: str, text: str, missing: list[str]) -> None:
     asked = Query.from_question(question).variants[0]
     assert missing_ordinals(asked, canonical(text)) == [canonical(m) for m in missing]
+
+
+def test_a_compound_asked_about_is_met_by_either_of_its_words() -> None:
+    """「占地面積有多大」 over 「該市場占地共 7 公頃」: the passage answers, in the documents' word."""
+    query = Query.from_question("聖圖安跳蚤市場的占地面積有多大？")
+    assert missing_specifics(query, [hit("該市場占地共 7 公頃，集合各式商家。")]) == []
+    assert missing_specifics(query, [hit("跳蚤市場集合各式商家。")]) == ["占地面积"]
+    assert noun_present("研发经费", "经费来自政府") and noun_present("研发经费", "研发投入")
+    assert not noun_present("占地面积", "地面上")  # the pair inside the compound is no word of it
+    assert not noun_present("总预算", "预算")  # three characters: one word, all or nothing
 
 
 def test_specifics_only_count_the_top_sources() -> None:
@@ -246,6 +263,9 @@ def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -
         ("印度的晶片自給率是多少？", ["印度的晶片自給率約為三成。"], []),
         ("印度的晶片自給率如何？", ["印度的製造業成長很快。", "中國國內市場自給率超過50%。"], []),  # no amount
         ("在印度列出的清單中，晶片被歸在哪一類？", ["印度公布清單。", "晶片屬微處理器類。"], []),  # a frame
+        # A compound asked about is met by one of its words (see noun_present).
+        ("印度工業區的占地面積有多大？", ["印度的工業區占地共 7 公頃。"], []),
+        ("印度工業區的占地面積有多大？", ["印度的工業區很大。", "某市場占地共 7 公頃。"], ["印度+占地面积"]),
     ],
 )
 def test_an_amount_needs_a_source_naming_whom_it_is_for(
