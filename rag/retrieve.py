@@ -141,9 +141,9 @@ def fused_search(
     while a query that leans on nothing (the follow-up alone) keeps its say. The queries are
     embedded in one call (one run each, see ``EmbeddingModel.embed_queries``). ``weights`` weigh
     each ranking (see :mod:`rag.signals`: the base three and the extra signals); default
-    :data:`rag.signals.DEFAULT_WEIGHTS`. ``carried`` is one
-    more ranking of positions with its weight: the passages a follow-up's conversation was about
-    (see :func:`rag.followup.carried_positions`).
+    :data:`rag.signals.DEFAULT_WEIGHTS`. ``carried`` is one more ranking of positions with its
+    weight: the passages a follow-up's conversation was about (see
+    :func:`rag.followup.carried_positions`).
     """
     weights = DEFAULT_WEIGHTS if weights is None else weights
     if not snapshot.chunks or not queries:
