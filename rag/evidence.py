@@ -58,7 +58,9 @@ def asked_kind(question: str) -> str | None:
 # The unit a figure question names right after 多少/几 (canonical), and the words a passage may
 # write it with: 「多少人参加」 is answered by 「300 多人」, not by the 「2023 年」 beside it. Writers
 # pick measure words freely (「多少座资料中心」, 「8000 多個資料中心」), so the counting ones are one group.
-_THINGS = "个|個|座|家|项|項|件|台|辆|輛|艘|架|所|间|間|种|種|类|類|款|处|處|条|條|场|場|次"
+_THINGS = (
+    "个|個|座|家|项|項|件|台|辆|輛|艘|架|所|间|間|种|種|类|類|款|处|處|条|條|场|場|次|双|雙|张|張|颗|顆|枚|栋|棟|块|塊"
+)
 _PEOPLE = "人|名|位"
 _MONEY = "元|美元|欧元|歐元|日元|日圓|韩元|韓元|新台币|新台幣|亿|億|万|萬"
 _UNIT_WORDS = {
@@ -68,6 +70,10 @@ _UNIT_WORDS = {
     "亿": "亿|億",
     "万": "万|萬",
     "吨": "吨|噸",
+    "公斤": "公斤",
+    "公顷": "公顷|公頃",
+    "千瓦": "千瓦|瓩",
+    "兆瓦": "兆瓦",
     "公里": "公里",
     "倍": "倍",
     "天": "天|日",

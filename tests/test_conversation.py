@@ -191,10 +191,21 @@ def test_a_table_row_is_found_with_its_header() -> None:
         ("Peloton併購期美科技花了多少錢？", "钱"),
         ("台灣智慧體驗中心是以哪幾個經營理念來運作的？", None),  # a list, not a count
         ("盧森堡是在什麼時候發布的？", None),
+        ("那家工廠一年要生產多少雙鞋？", "双"),  # measure words of things count alike
+        ("這座市場占地多少公頃？", "公顷"),
+        ("離岸風場的裝置容量有多少兆瓦？", "兆瓦"),
+        ("有多少本地企業參加？", None),  # 本地 is no measure word
     ],
 )
 def test_a_figure_question_names_its_unit(question: str, unit: str | None) -> None:
     assert asked_unit(question) == unit
+
+
+def test_a_figure_in_another_unit_or_a_label_is_not_the_asked_count() -> None:
+    """「多少雙鞋」 is answered by 「50萬雙」, not by a box label's numbering (方塊 5-4-2) or a share."""
+    assert has_kind("設定目標一年生產50萬雙鞋子", "figure", asked_unit("一年要生產多少雙鞋？"))
+    assert not has_kind("方塊 5-4-2 高速工廠案例，逾 90%產品在亞洲生產", "figure", asked_unit("一年要生產多少雙鞋？"))
+    assert has_kind("該市場占地共 7 公頃", "figure", asked_unit("占地多少公頃？"))
 
 
 def test_the_figure_in_the_asked_unit_beats_a_date_beside_the_questions_words() -> None:
