@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
 
 from ingest.normalise import canonical, detect_script, to_script
 from rag.store.keyword import posseg
@@ -33,6 +35,7 @@ def last_user_message(history: Sequence[Mapping[str, str]]) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)
 def elliptical_subject(question: str) -> str | None:
     """The new subject of a follow-up that leans on the previous question, or None."""
     text = question.strip()
@@ -59,6 +62,7 @@ _PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|
 _PLURAL = frozenset({"它們", "它们", "他們", "他们"})
 
 
+@lru_cache(maxsize=256)  # asked again when the answer's sentences are weighed (rag.chain)
 def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     """「那它提出了哪些產業？」 after 「盧森堡…」 → 「盧森堡提出了哪些產業？」 (first name of the
     previous question in place of the pronoun), or None when there is no singular pronoun or no
@@ -67,29 +71,36 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     match = _PRONOUN.search(question)
     if not match or match.group() in _PLURAL:
         return None
-    canon_prev = canonical(previous)
-    if len(canon_prev) != len(previous):
+    if len(canonical(previous)) != len(previous):
         return None
-    words = list(posseg().cut(canon_prev))
+    spans = tagged_spans(previous)
     lead = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()])
-    named = named_by_class(question[match.end() :], previous, words)
+    named = named_by_class(question[match.end() :], previous, spans)
     if named is not None:
         name, class_length = named
         return (lead + name + question[match.end() + class_length :]).strip(), True
-    offset = 0
-    for i, word in enumerate(words):
+    for i, (start, word) in enumerate(spans):
         if word.flag in _NAME_FLAGS:
-            name = previous[offset : offset + len(word.word)]
-            return (lead + name + question[match.end() :]).strip(), not _cut_short(words, i)
-        offset += len(word.word)
+            name = previous[start : start + len(word.word)]
+            return (lead + name + question[match.end() :]).strip(), not _cut_short(spans, i)
     return None
+
+
+def tagged_spans(text: str) -> list[tuple[int, Any]]:
+    """jieba's tagged words of the canonical ``text``, each with its offset: where the word stands
+    in ``text`` itself when canonical form keeps the length (the callers check that)."""
+    spans, offset = [], 0
+    for word in posseg().cut(canonical(text)):
+        spans.append((offset, word))
+        offset += len(word.word)
+    return spans
 
 
 # A Latin-script name as the asker wrote it: jieba's cut of 「Chloé」 stops at the accent.
 _LATIN_NAME = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z0-9\u00c0-\u024f&'.\-]*")
 
 
-def named_by_class(rest: str, previous: str, words: Sequence) -> tuple[str, int] | None:
+def named_by_class(rest: str, previous: str, spans: Sequence[tuple[int, Any]]) -> tuple[str, int] | None:
     """「這個品牌的…」 after 「…精品品牌Chloé…」: the name the previous question puts beside the
     class noun (品牌 Chloé, 台積電這家公司), and the class noun's length in ``rest``; None when the
     demonstrative is not followed by a noun the previous question uses that way. Without this,
@@ -98,10 +109,6 @@ def named_by_class(rest: str, previous: str, words: Sequence) -> tuple[str, int]
     if not following or not following[0].flag.startswith("n") or len(following[0].word) < 2:
         return None
     noun = following[0].word
-    spans, offset = [], 0
-    for word in words:
-        spans.append((offset, word))
-        offset += len(word.word)
     for i, (_, word) in enumerate(spans):
         if word.word != noun:
             continue
@@ -124,16 +131,14 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     flag = tagged_subject[0].flag
     # jieba confuses name kinds (卢森堡 comes out as a person, nr), so any name stands for any name.
     flags = _NAME_FLAGS if flag.startswith("n") else ()
-    canon_prev = canonical(previous)
-    if len(canon_prev) != len(previous):  # offsets must line up to edit the original text
+    if len(canonical(previous)) != len(previous):  # offsets must line up to edit the original text
         return None
-    words = list(posseg().cut(canon_prev))
-    names = []  # (cut short, offset, length)
-    offset = 0
-    for i, word in enumerate(words):
-        if word.flag in flags and word.word != canonical(subject):
-            names.append((_cut_short(words, i), offset, len(word.word)))
-        offset += len(word.word)
+    spans = tagged_spans(previous)
+    names = [  # (cut short, offset, length)
+        (_cut_short(spans, i), start, len(word.word))
+        for i, (start, word) in enumerate(spans)
+        if word.flag in flags and word.word != canonical(subject)
+    ]
     if not names:
         return None
     # A name that stands whole first: 「中技社的物流報告說，日本…」 cuts 中技 / 社, and 「那韓國呢」
@@ -142,9 +147,9 @@ def substitute_subject(previous: str, subject: str) -> str | None:
     return previous[:start] + subject + previous[start + length :]
 
 
-def _cut_short(words: Sequence, i: int) -> bool:
-    """Whether the name at ``words[i]`` runs on into a noun (中技 / 社): part of a longer name."""
-    return i + 1 < len(words) and words[i + 1].flag.startswith("n")
+def _cut_short(spans: Sequence[tuple[int, Any]], i: int) -> bool:
+    """Whether the name at ``spans[i]`` runs on into a noun (中技 / 社): part of a longer name."""
+    return i + 1 < len(spans) and spans[i + 1][1].flag.startswith("n")
 
 
 def attach_to_topic(previous: str, subject: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 from ingest.normalise import query_wordings
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
-from rag.store.base import IndexVersion, ScoredPositions
+from rag.store.base import IndexVersion, ScoredPositions, derived
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
 
@@ -79,11 +79,7 @@ class Query:
 
 def chunk_positions(snapshot: IndexVersion) -> dict[str, int]:
     """Chunk id → position, built once per snapshot and kept on it (a snapshot never changes)."""
-    cached = snapshot.__dict__.get("_chunk_positions")
-    if cached is None:
-        cached = {c.id: i for i, c in enumerate(snapshot.chunks)}
-        snapshot.__dict__["_chunk_positions"] = cached
-    return cached
+    return derived(snapshot, "_chunk_positions", lambda: {c.id: i for i, c in enumerate(snapshot.chunks)})
 
 
 def base_rankings(

@@ -23,7 +23,6 @@ bundled corpus), not at ingest: no new files in an index version, and no extra e
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from ingest.normalise import canonical
 from ingest.sentences import merged_sentences
+from rag.store.base import derived
 from rag.store.keyword import KeywordIndex, char_bigrams
 from rag.store.snapshot import Snapshot
 
@@ -125,20 +125,14 @@ class SignalIndexes:
     headings: KeywordIndex
 
 
-_BUILD_LOCK = threading.Lock()
-
-
 def signal_indexes(snapshot: Snapshot) -> SignalIndexes:
     """Built once per snapshot and kept on it (a snapshot is immutable, so they never go stale)."""
-    cached = snapshot.__dict__.get("_signal_indexes")
-    if cached is None:
-        with _BUILD_LOCK:
-            cached = snapshot.__dict__.get("_signal_indexes")
-            if cached is None:
-                headings = KeywordIndex.build([char_bigrams(canonical(c.heading)) for c in snapshot.chunks])
-                cached = SignalIndexes(SentenceIndex.build(snapshot), headings)
-                snapshot.__dict__["_signal_indexes"] = cached
-    return cached
+
+    def build() -> SignalIndexes:
+        headings = KeywordIndex.build([char_bigrams(canonical(c.heading)) for c in snapshot.chunks])
+        return SignalIndexes(SentenceIndex.build(snapshot), headings)
+
+    return derived(snapshot, "_signal_indexes", build)
 
 
 def question_cues(variants: Sequence[str]) -> tuple[re.Pattern[str], ...]:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from importlib import resources
 
 from rag.retrieve import Hit, Query
-from rag.store.base import IndexVersion
+from rag.store.base import IndexVersion, derived
 from rag.store.keyword import posseg, tokenize
 
 
@@ -241,9 +241,8 @@ def corpus_writes(snapshot: IndexVersion, name: str) -> bool:
     公司), which no source can hold; the coverage score already weighs such a word the most."""
     if snapshot.doc_freq.get(name, 0):
         return True
-    text = snapshot.__dict__.get("_corpus_text")
-    if text is None:  # built once per snapshot (immutable): ~1 MB for the bundled corpus
-        text = snapshot.__dict__["_corpus_text"] = "\n".join(c.canonical for c in snapshot.chunks)
+    # ~1 MB for the bundled corpus, joined once per version.
+    text = derived(snapshot, "_corpus_text", lambda: "\n".join(c.canonical for c in snapshot.chunks))
     return name in text
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ingest.chunk import HEADING_SEPARATOR
 from ingest.normalise import canonical
-from rag.store.base import IndexVersion
+from rag.store.base import IndexVersion, derived
 from rag.store.records import ChunkRecord
 
 TITLE_MAX_CHARS = 60
@@ -100,13 +100,14 @@ def titles_of(snapshot: IndexVersion) -> dict[str, str]:
     """doc_id -> title for every document of an index version, worked out once per version (a
     version never changes) and kept on it: the document list, the reader and every answer's
     sources read this one mapping, so a document has one title wherever it is shown."""
-    titles = snapshot.__dict__.get("_titles")
-    if titles is None:
+
+    def build() -> dict[str, str]:
         firsts: dict[str, list[ChunkRecord]] = {}
         for chunk in snapshot.chunks:
             firsts.setdefault(chunk.doc_id, []).append(chunk)
-        titles = snapshot.__dict__["_titles"] = {
+        return {
             doc_id: document_title(record.name, sorted(firsts.get(doc_id, []), key=lambda c: c.seq)[:20])
             for doc_id, record in snapshot.manifest.documents.items()
         }
-    return titles
+
+    return derived(snapshot, "_titles", build)
