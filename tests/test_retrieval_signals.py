@@ -158,6 +158,21 @@ def test_cross_validation_never_fits_on_the_scored_fold(monkeypatch: pytest.Monk
         assert fold | train == {c.id for c in cases}
 
 
+def test_each_defaults_plus_row_adds_only_what_its_name_says():
+    """A "defaults + X" row of the ablation table once also carried the opt-in sentence vectors
+    (they weigh 1 in DEFAULT_WEIGHTS, used only where an index keeps them), so its gain was theirs."""
+    base, _ = ablation.ABLATIONS["defaults: dense 0.5, words 0.5, bigrams 1, k=20"]
+    named = {"cue": "cue", "sentence 0.5": "sentence", "heading": "heading", "sentence vectors": "sentence_dense"}
+    rows = {name: w for name, (w, _) in ablation.ABLATIONS.items() if name.startswith("defaults + ")}
+    assert len(rows) >= 5
+    for name, weights in rows.items():
+        changed = {s for s in set(base) | set(weights) if weights.get(s, 0.0) != base.get(s, 0.0)}
+        said = {signal for word, signal in named.items() if word in name}
+        if "every signal" in name:
+            said |= {"sentence", "heading", "cue"}
+        assert changed == said, name
+
+
 def test_fusion_weights_setting_names_known_rankings_only(make_settings, tmp_path):
     assert make_settings(tmp_path, fusion_weights={"cue": 0.5}).signal_weights["cue"] == 0.5  # default 0
     with pytest.raises(ValueError, match="unknown ranking"):
