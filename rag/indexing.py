@@ -28,7 +28,7 @@ from rag.store.base import IndexVersion
 from rag.store.keyword import analyzer_fingerprint, tokenize
 from rag.store.records import ChunkRecord, DocumentRecord
 from rag.store.sentences import SentenceVectors
-from rag.store.snapshot import FORMAT_VERSION, Manifest, Snapshot
+from rag.store.snapshot import CHUNK_VECTORS_EMBEDDED, CHUNK_VECTORS_POOLED, FORMAT_VERSION, Manifest, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -139,40 +139,35 @@ def ingest_sources(
     # rag.store.snapshot.retokenized); writing it out, even with no document changed, saves every
     # later load that work. Nothing is embedded again.
     recut = previous is not None and previous.manifest.keyword_analyzer != analyzer_fingerprint()
-    # Sentence vectors (rag.store.sentences), when asked for, are kept by the FAISS store; a version
-    # without them gets them for every chunk on the next ingest, even with no document changed.
+    # Sentence vectors (rag.store.sentences), when asked for, are kept by the FAISS store, and the
+    # chunk vectors are then pooled from them. A version whose chunk vectors were made the other
+    # way, or that lacks its sentence vectors, gets all of them again on the next ingest, even
+    # with no document changed: one version never mixes the two kinds of chunk vector.
     with_sentences = settings.keeps_sentence_vectors
-    backfill = with_sentences and previous is not None and previous.sentences is None and bool(previous.chunks)
-    if not report.changed and not recut and not backfill:
+    mode = CHUNK_VECTORS_POOLED if with_sentences else CHUNK_VECTORS_EMBEDDED
+    remade = (
+        previous is not None
+        and bool(previous.chunks)
+        and (previous.manifest.chunk_vectors != mode or (with_sentences and previous.sentences is None))
+    )
+    if not report.changed and not recut and not remade:
         report.seconds = time.perf_counter() - started
         return None, report
 
     replaced = {doc_id for doc_id in old_docs if doc_id not in docs or docs[doc_id] is not old_docs[doc_id]}
     kept_positions = [i for i, c in enumerate(previous.chunks) if c.doc_id not in replaced] if previous else []
-    kept_vectors = previous.vectors()[kept_positions] if previous else np.zeros((0, model.dimension), np.float32)
-    say(f"Embedding {len(new_records)} chunks")
-    new_vectors = (
-        model.embed_passages([r.canonical for r in new_records], show_progress=show_progress)
-        if new_records
-        else np.zeros((0, model.dimension), np.float32)
-    )
-    report.chunks_embedded = len(new_records)
     chunks = [previous.chunks[i] for i in kept_positions] if previous else []
     chunks += new_records
+    first = 0 if remade else len(chunks) - len(new_records)  # the first chunk whose vectors are made now
+    kept_vectors = previous.vectors()[kept_positions] if previous and first else np.zeros((0, model.dimension))
+    new_vectors, fresh = chunk_vectors(chunks[first:], first, model, with_sentences, say, show_progress)
+    report.chunks_embedded = len(chunks) - first
     sentences = None
-    if with_sentences:
-        if previous is not None and previous.sentences is not None:
-            kept, todo = previous.sentences.kept(kept_positions), new_records
-        else:
-            kept, todo = SentenceVectors.empty(model.dimension), chunks
-        say(f"Embedding the sentences of {len(todo)} chunks")
-        fresh = SentenceVectors.embed(
-            todo,
-            lambda texts: model.embed_passages(texts, show_progress=show_progress),
-            model.dimension,
-            first=len(chunks) - len(todo),
+    if fresh is not None:
+        kept = previous.sentences if previous is not None and previous.sentences is not None and not remade else None
+        sentences = (kept.kept(kept_positions) if kept is not None else SentenceVectors.empty(model.dimension)).plus(
+            fresh
         )
-        sentences = kept.plus(fresh)
         report.sentences_embedded = len(fresh.owner)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -184,7 +179,36 @@ def ingest_sources(
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         documents=docs,
         keyword_analyzer=analyzer_fingerprint(),
+        chunk_vectors=mode,
     )
-    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]), sentences)
+    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]).astype(np.float32), sentences)
     report.seconds = time.perf_counter() - started
     return snapshot, report
+
+
+def chunk_vectors(
+    chunks: list[ChunkRecord],
+    first: int,
+    model: EmbeddingModel,
+    with_sentences: bool,
+    say: Callable[[str], None],
+    show_progress: bool = False,
+) -> tuple[np.ndarray, SentenceVectors | None]:
+    """The vectors of ``chunks`` (index positions ``first``, ``first`` + 1, …) and, when sentence
+    vectors are kept, theirs: then each chunk's vector is the mean of its sentences' (one encoder
+    pass over the text instead of two), and only a chunk with no sentence is embedded whole."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, model.dimension), np.float32)
+        return model.embed_passages(texts, show_progress=show_progress)
+
+    if not with_sentences:
+        say(f"Embedding {len(chunks)} chunks")
+        return embed([c.canonical for c in chunks]), None
+    say(f"Embedding {len(chunks)} chunks, sentence by sentence")
+    sentences = SentenceVectors.embed(chunks, embed, model.dimension, first=first)
+    vectors, without = sentences.pooled(len(chunks), first)
+    if without:
+        vectors[without] = embed([chunks[i].canonical for i in without])
+    return vectors, sentences

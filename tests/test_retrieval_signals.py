@@ -13,7 +13,7 @@ from ingest.sentences import merged_sentences
 from rag.rerank import scorer_reranker
 from rag.retrieve import Query, base_rankings, hybrid_search
 from rag.service import Tongwen
-from rag.signals import cue_ranking, question_cues, signal_indexes
+from rag.signals import DEFAULT_WEIGHTS, cue_ranking, question_cues, signal_indexes
 from rag.store.keyword import char_bigrams
 
 pytestmark = pytest.mark.both_stores  # over FAISS and over Milvus Lite (tests/conftest.py)
@@ -159,11 +159,14 @@ def test_cross_validation_never_fits_on_the_scored_fold(monkeypatch: pytest.Monk
 
 
 def test_each_defaults_plus_row_adds_only_what_its_name_says():
-    """A "defaults + X" row of the ablation table once also carried the opt-in sentence vectors
-    (they weigh 1 in DEFAULT_WEIGHTS, used only where an index keeps them), so its gain was theirs."""
-    base, _ = ablation.ABLATIONS["defaults: dense 0.5, words 0.5, bigrams 1, k=20"]
-    named = {"cue": "cue", "sentence 0.5": "sentence", "heading": "heading", "sentence vectors": "sentence_dense"}
-    rows = {name: w for name, (w, _) in ablation.ABLATIONS.items() if name.startswith("defaults + ")}
+    """A "defaults + X" row of the ablation table once also carried the sentence vectors (they
+    weigh 1 in DEFAULT_WEIGHTS, used only where an index keeps them) while its base row did not, so
+    its gain was theirs. Each row now differs from the defaults by exactly the signal it names."""
+    base, _ = ablation.ABLATIONS["defaults: dense 0.5, sentence vectors 1, words 0.5, bigrams 1, k=20"]
+    assert base == DEFAULT_WEIGHTS
+    named = {"cue": "cue", "sentence 0.5": "sentence", "heading": "heading"}
+    named["without sentence vectors"] = "sentence_dense"
+    rows = {name: w for name, (w, _) in ablation.ABLATIONS.items() if name.startswith("defaults ")}
     assert len(rows) >= 5
     for name, weights in rows.items():
         changed = {s for s in set(base) | set(weights) if weights.get(s, 0.0) != base.get(s, 0.0)}

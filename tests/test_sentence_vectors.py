@@ -1,6 +1,7 @@
 """Sentence vectors (``rag.store.sentences``): each sentence embedded once, found through its chunk,
-kept across incremental ingests, checksummed with the version, added to an older version by the
-next ingest."""
+the chunk's own vector pooled from them, kept across incremental ingests, checksummed with the
+version, added to an older version by the next ingest, and a version never mixing pooled and
+embedded chunk vectors."""
 
 from __future__ import annotations
 
@@ -16,16 +17,26 @@ from rag.retrieve import Query, base_rankings
 from rag.service import Tongwen
 from rag.store.records import ChunkRecord
 from rag.store.sentences import SENTENCES_FILE, SentenceVectors, sentence_texts
-from rag.store.snapshot import MANIFEST, Snapshot
+from rag.store.snapshot import CHUNK_VECTORS_EMBEDDED, CHUNK_VECTORS_POOLED, MANIFEST, Snapshot
 from tests.conftest import SLICE
 
 
 @pytest.fixture(scope="module")
 def with_vectors(tmp_path_factory: pytest.TempPathFactory, make_settings, slice_corpus: Path) -> Tongwen:
-    """The corpus slice indexed with TONGWEN_SENTENCE_VECTORS on (the session index has them off)."""
+    """The corpus slice indexed with TONGWEN_SENTENCE_VECTORS on (the default, said here because
+    these tests are about it)."""
     tongwen = Tongwen(make_settings(tmp_path_factory.mktemp("sv"), corpus_dir=slice_corpus, sentence_vectors=True))
     report = tongwen.ensure_index()
     assert report is not None and report.sentences_embedded > report.chunks_embedded > 0
+    return tongwen
+
+
+@pytest.fixture(scope="module")
+def without_vectors(tmp_path_factory: pytest.TempPathFactory, make_settings, slice_corpus: Path) -> Tongwen:
+    """The corpus slice indexed with TONGWEN_SENTENCE_VECTORS off: every chunk embedded whole."""
+    tongwen = Tongwen(make_settings(tmp_path_factory.mktemp("nosv"), corpus_dir=slice_corpus, sentence_vectors=False))
+    report = tongwen.ensure_index()
+    assert report is not None and report.sentences_embedded == 0 and report.chunks_embedded > 0
     return tongwen
 
 
@@ -74,8 +85,38 @@ def test_kept_rows_follow_their_chunks_to_new_positions(embedding_model) -> None
     assert grown.fits(3, 384) and not grown.fits(3, 768)
 
 
-def test_sentence_vectors_are_built_only_when_asked_for(service: Tongwen) -> None:
-    assert service.snapshot.sentences is None and SENTENCES_FILE not in service.snapshot.manifest.files
+def test_sentence_vectors_are_built_unless_turned_off(service: Tongwen, without_vectors: Tongwen) -> None:
+    assert service.settings.sentence_vectors, "on by default"
+    if service.settings.vector_store == "faiss":
+        assert service.snapshot.sentences is not None
+        assert service.snapshot.manifest.chunk_vectors == CHUNK_VECTORS_POOLED
+    off = without_vectors.snapshot
+    assert off.sentences is None and SENTENCES_FILE not in off.manifest.files
+    assert off.manifest.chunk_vectors == CHUNK_VECTORS_EMBEDDED
+
+
+def test_a_chunk_vector_is_the_mean_of_its_sentence_vectors(with_vectors: Tongwen, without_vectors: Tongwen) -> None:
+    snapshot = with_vectors.snapshot
+    sentences = snapshot.sentences
+    assert sentences is not None
+    stored = snapshot.vectors()
+    for position in (0, len(snapshot.chunks) // 2, len(snapshot.chunks) - 1):
+        mean = sentences.vectors[sentences.owner == position].mean(axis=0)
+        assert np.allclose(stored[position], mean / np.linalg.norm(mean), atol=1e-5)
+    # Not the chunk embedded whole: that is what the index without sentence vectors holds.
+    embedded = without_vectors.snapshot.vectors()
+    assert stored.shape == embedded.shape and not np.allclose(stored, embedded, atol=1e-3)
+    cosine = (stored * embedded).sum(axis=1)
+    assert cosine.min() > 0.8, "the pooled vector still points where the chunk's does"
+
+
+def test_a_chunk_without_sentences_is_embedded_whole() -> None:
+    rows = SentenceVectors(np.array([0, 0, 2]), np.eye(3, dtype=np.float32))
+    pooled, without = rows.pooled(3)
+    assert without == [1]
+    assert np.allclose(pooled[0], np.array([1, 1, 0]) / np.sqrt(2)) and np.allclose(pooled[2], [0, 0, 1])
+    shifted, without = rows.pooled(2, first=1)  # the chunks at positions 1 and 2 only
+    assert without == [0] and np.allclose(shifted[1], [0, 0, 1])
 
 
 def test_an_index_with_sentence_vectors_ranks_chunks_by_their_sentences(with_vectors: Tongwen) -> None:
@@ -118,8 +159,9 @@ def test_a_version_without_sentence_vectors_is_served_and_the_next_ingest_adds_t
 
     tongwen = Tongwen(make_settings(tmp_path, sentence_vectors=True))
     report = tongwen.ingest_paths([slice_corpus])
-    assert not report.changed and report.chunks_embedded == 0 and len(report.unchanged) == len(SLICE)
+    assert not report.changed and len(report.unchanged) == len(SLICE)
     assert report.sentences_embedded == len(service.snapshot.sentences.owner)
+    assert report.chunks_embedded == len(service.snapshot.chunks), "every chunk vector pooled anew"
     newest = tmp_path / "index" / "versions" / pointer.read_text("utf-8").strip()
     assert newest != folder and (newest / SENTENCES_FILE).exists()
     fresh = tongwen.snapshot.sentences
@@ -141,3 +183,22 @@ def test_an_incremental_ingest_embeds_only_the_new_documents_sentences(
     assert after is not None and after.covers(len(tongwen.snapshot.chunks))
     assert len(after.owner) == len(before.owner) + 2
     assert np.array_equal(after.vectors[: len(before.owner)], before.vectors)
+
+
+@pytest.mark.parametrize("turned_on", [True, False])
+def test_switching_the_setting_remakes_every_chunk_vector(
+    turned_on: bool, with_vectors: Tongwen, without_vectors: Tongwen, slice_corpus: Path, tmp_path: Path, make_settings
+) -> None:
+    """A version is never half pooled, half embedded: the next ingest after the setting changed
+    makes every chunk vector again, the new way, with no document changed."""
+    source, target = (without_vectors, with_vectors) if turned_on else (with_vectors, without_vectors)
+    shutil.copytree(source.settings.index_dir, tmp_path / "index")
+    tongwen = Tongwen(make_settings(tmp_path, sentence_vectors=turned_on))
+    report = tongwen.ingest_paths([slice_corpus])
+    assert not report.changed and report.chunks_embedded == len(target.snapshot.chunks)
+    snapshot = tongwen.snapshot
+    assert snapshot.manifest.chunk_vectors == target.snapshot.manifest.chunk_vectors
+    assert (snapshot.sentences is not None) == turned_on
+    assert np.allclose(snapshot.vectors(), target.snapshot.vectors(), atol=1e-4)
+    again = tongwen.ingest_paths([slice_corpus])
+    assert again.chunks_embedded == 0 and again.sentences_embedded == 0, "nothing to remake the second time"

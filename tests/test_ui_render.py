@@ -110,6 +110,7 @@ def test_upload_report_says_per_file_what_happened() -> None:
     assert "**失敗**：壞.pdf：檔案已損毀" in text and "PdfStreamError" not in text
     assert "大.txt：檔案太大" in text and "嵌入 3 個段落" in text
     assert progress_text("Embedding 42 chunks", "simplified", 1, 1) == "正在嵌入 42 个段落…"
+    assert progress_text("Embedding 42 chunks, sentence by sentence", "traditional", 1, 1) == "正在嵌入 42 個段落…"
     assert progress_text("Reading a.txt", "traditional", 1, 2) == "正在讀取 a.txt…（1/2 個檔案）"
     assert {".htm", ".markdown", ".pdf", ".docx"} <= set(UPLOAD_SUFFIXES)
 

@@ -69,9 +69,8 @@ def ingest(
             typer.echo(f"{label}: {', '.join(names)}")
     for name, why in report.failed.items():
         typer.secho(f"failed: {name}: {why}", err=True, fg=typer.colors.RED)
-    typer.echo(
-        f"{report.chunks_embedded} chunks and {report.sentences_embedded} sentences embedded in {report.seconds:.1f} s"
-    )
+    pooled = f" (pooled from {report.sentences_embedded} sentence vectors)" if report.sentences_embedded else ""
+    typer.echo(f"{report.chunks_embedded} chunk vectors made{pooled} in {report.seconds:.1f} s")
     if report.failed:
         raise typer.Exit(1)
 

@@ -141,7 +141,7 @@ def _target_passage(passages: Sequence[Mapping[str, Any]], seq: int | None, quot
 
 
 _READING = re.compile(r"Reading (.+)")
-_EMBEDDING = re.compile(r"Embedding (\d+) chunks")
+_EMBEDDING = re.compile(r"Embedding (\d+) chunks(?:, sentence by sentence)?")
 
 
 def progress_text(message: str, script: str, done: int, total: int) -> str:

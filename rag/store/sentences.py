@@ -60,6 +60,24 @@ class SentenceVectors:
         owner = np.fromiter((p for p, _ in rows), dtype=np.int64, count=len(rows))
         return cls(owner, vectors[[where[s] for _, s in rows]])
 
+    def pooled(self, n_chunks: int, first: int = 0) -> tuple[np.ndarray, list[int]]:
+        """Chunk vectors made from these rows: the unit-length mean of each chunk's sentence vectors,
+        for the chunks at positions ``first`` … ``first + n_chunks - 1``, and the offsets (0-based)
+        of the chunks that own no row, whose vector the caller must embed.
+
+        Ingest embeds the sentences and not the chunks as well: the sentences are the same text
+        again, and embedding both doubled ingest. Measured on the gold set's tune split (5-fold CV,
+        three fold seeds), fusing these pooled chunk vectors with the sentence ranking put the
+        evidence first out of fold at least as often as fusing the embedded ones (README, Evaluation)."""
+        dimension = self.vectors.shape[1] if self.vectors.ndim == 2 else 0
+        sums = np.zeros((n_chunks, dimension), dtype=np.float32)
+        rows = self.owner - first
+        inside = (rows >= 0) & (rows < n_chunks)
+        np.add.at(sums, rows[inside], self.vectors[inside])
+        norms = np.linalg.norm(sums, axis=1)
+        empty = [int(i) for i in np.flatnonzero(norms == 0)]
+        return sums / np.maximum(norms, 1e-12)[:, None], empty
+
     def kept(self, positions: Sequence[int]) -> SentenceVectors:
         """The rows of the chunks at ``positions`` (old positions, in their new order), renumbered
         0, 1, … as incremental ingest renumbers the chunks it keeps."""

@@ -44,6 +44,11 @@ _HASH_BLOCK = 1 << 20
 log = logging.getLogger(__name__)
 
 
+#: :attr:`Manifest.chunk_vectors`: each chunk through the encoder, or pooled from its sentences'.
+CHUNK_VECTORS_EMBEDDED = "embedded"
+CHUNK_VECTORS_POOLED = "sentence-mean"
+
+
 @dataclass(frozen=True)
 class Manifest:
     format_version: int
@@ -63,6 +68,11 @@ class Manifest:
     #: indexes; empty in indexes written before it was recorded (rebuilt on load, see
     #: :func:`retokenized`).
     keyword_analyzer: str = ""
+    #: How the chunk vectors were made: ``embedded`` (each chunk through the encoder; indexes
+    #: written before this was recorded) or ``sentence-mean`` (the mean of the chunk's sentence
+    #: vectors, see :meth:`rag.store.sentences.SentenceVectors.pooled`). Ingest recomputes every
+    #: chunk's vector when the setting changes, so one version never mixes the two.
+    chunk_vectors: str = CHUNK_VECTORS_EMBEDDED
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,8 +151,8 @@ class Snapshot:
         self.keyword = keyword
         self.bigrams = bigrams
         self.path = path
-        #: Sentence vectors (``rag.store.sentences``); None unless the index was built with
-        #: TONGWEN_SENTENCE_VECTORS, which adds them to a version without them on the next ingest.
+        #: Sentence vectors (``rag.store.sentences``); None in a version built with
+        #: TONGWEN_SENTENCE_VECTORS off (or before they existed); the next ingest with it on adds them.
         self.sentences = sentences
         self.vector_store = FAISS(
             embedding_function=_NoQueryEmbeddings(),
@@ -248,7 +258,7 @@ class Snapshot:
             else:
                 keyword = KeywordIndex.load(folder / "keyword", len(chunks))
                 bigrams = KeywordIndex.load(folder / "bigram", len(chunks))
-            sentences = SentenceVectors.load(folder)  # None unless built (TONGWEN_SENTENCE_VECTORS)
+            sentences = SentenceVectors.load(folder)  # None when built without (TONGWEN_SENTENCE_VECTORS)
             if sentences is not None and not sentences.fits(len(chunks), manifest.dimension):
                 raise ValueError("sentences.npz does not match the chunks")
         except _LOAD_ERRORS as exc:
