@@ -138,8 +138,9 @@ class EmbeddingModel:
             encoded = self.model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
-    def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """Vectors of passages, in the order given, encoded batch by batch."""
+    def embed_passages(self, texts: Sequence[str], show_progress: bool = False, unit: str = "chunk") -> np.ndarray:
+        """Vectors of passages, in the order given, encoded batch by batch; ``unit`` names them in
+        the progress bar (ingest embeds sentences, a baseline chunks)."""
         prompted = [self.passage_prompt + t for t in texts]
         order = sorted(range(len(prompted)), key=lambda i: -len(prompted[i]))
         out = np.zeros((len(prompted), self.dimension), dtype=np.float32)
@@ -148,7 +149,7 @@ class EmbeddingModel:
         if show_progress and len(starts) > 1:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(prompted), desc="Embedding", unit="chunk")
+            bar = tqdm(total=len(prompted), desc="Embedding", unit=unit)
         with self.sharing.document():
             for start in starts:
                 batch = order[start : start + self.batch_size]

@@ -198,16 +198,16 @@ def chunk_vectors(
     vectors are kept, theirs: then each chunk's vector is the mean of its sentences' (one encoder
     pass over the text instead of two), and only a chunk with no sentence is embedded whole."""
 
-    def embed(texts: list[str]) -> np.ndarray:
+    def embed(texts: list[str], unit: str = "chunk") -> np.ndarray:
         if not texts:
             return np.zeros((0, model.dimension), np.float32)
-        return model.embed_passages(texts, show_progress=show_progress)
+        return model.embed_passages(texts, show_progress=show_progress, unit=unit)
 
     if not with_sentences:
         say(f"Embedding {len(chunks)} chunks")
         return embed([c.canonical for c in chunks]), None
     say(f"Embedding {len(chunks)} chunks, sentence by sentence")
-    sentences = SentenceVectors.embed(chunks, embed, model.dimension, first=first)
+    sentences = SentenceVectors.embed(chunks, lambda texts: embed(texts, "sentence"), model.dimension, first=first)
     vectors, without = sentences.pooled(len(chunks), first)
     if without:
         vectors[without] = embed([chunks[i].canonical for i in without])
