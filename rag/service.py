@@ -212,6 +212,10 @@ class Tongwen:
             "path": described.get("path") or described.get("collection"),
             "bytes": described.get("bytes"),
             "store": described,
+            # How the dense side was built: an index from before the sentence vectors (or built
+            # with them off) is served without the sentence ranking, and only a log line said so.
+            "chunk_vectors": snap.manifest.chunk_vectors,
+            "sentence_vectors": 0 if snap.sentences is None else len(snap.sentences.owner),
         }
         return out
 
