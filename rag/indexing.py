@@ -159,15 +159,16 @@ def ingest_sources(
     chunks = [previous.chunks[i] for i in kept_positions] if previous else []
     chunks += new_records
     first = 0 if remade else len(chunks) - len(new_records)  # the first chunk whose vectors are made now
-    kept_vectors = previous.vectors()[kept_positions] if previous and first else np.zeros((0, model.dimension))
+    # Positions before ``first`` keep what the previous version stored for them.
+    keeps = previous is not None and first > 0
+    kept_vectors = previous.vectors()[kept_positions] if keeps else np.zeros((0, model.dimension), np.float32)
     new_vectors, fresh = chunk_vectors(chunks[first:], first, model, with_sentences, say, show_progress)
     report.chunks_embedded = len(chunks) - first
     sentences = None
     if fresh is not None:
-        kept = previous.sentences if previous is not None and previous.sentences is not None and not remade else None
-        sentences = (kept.kept(kept_positions) if kept is not None else SentenceVectors.empty(model.dimension)).plus(
-            fresh
-        )
+        stored = previous.sentences if keeps else None
+        kept = stored.kept(kept_positions) if stored is not None else SentenceVectors.empty(model.dimension)
+        sentences = kept.plus(fresh)
         report.sentences_embedded = len(fresh.owner)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -181,7 +182,7 @@ def ingest_sources(
         keyword_analyzer=analyzer_fingerprint(),
         chunk_vectors=mode,
     )
-    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]).astype(np.float32), sentences)
+    snapshot = Snapshot.build(manifest, chunks, np.vstack([kept_vectors, new_vectors]), sentences)
     report.seconds = time.perf_counter() - started
     return snapshot, report
 

@@ -69,8 +69,7 @@ class SentenceVectors:
         again, and embedding both doubled ingest. Measured on the gold set's tune split (5-fold CV,
         three fold seeds), fusing these pooled chunk vectors with the sentence ranking put the
         evidence first out of fold at least as often as fusing the embedded ones (README, Evaluation)."""
-        dimension = self.vectors.shape[1] if self.vectors.ndim == 2 else 0
-        sums = np.zeros((n_chunks, dimension), dtype=np.float32)
+        sums = np.zeros((n_chunks, self.vectors.shape[1]), dtype=np.float32)
         rows = self.owner - first
         inside = (rows >= 0) & (rows < n_chunks)
         np.add.at(sums, rows[inside], self.vectors[inside])
