@@ -85,6 +85,52 @@ def test_kept_rows_follow_their_chunks_to_new_positions(embedding_model) -> None
     assert grown.fits(3, 384) and not grown.fits(3, 768)
 
 
+def reference_ranking(rows: SentenceVectors, queries: np.ndarray, k: int) -> list[int]:
+    """What SentenceSearch must give, the slow way: every distinct sentence scored by its best
+    cosine to the queries, the best k × 8 in order, each handing on its chunks, later chunk first."""
+    holders: dict[bytes, list[int]] = {}
+    vector_of: dict[bytes, np.ndarray] = {}
+    for owner, vector in zip(rows.owner.tolist(), rows.vectors, strict=True):
+        holders.setdefault(vector.tobytes(), []).append(owner)
+        vector_of[vector.tobytes()] = vector
+    scored = sorted(vector_of, key=lambda key: -float((queries @ vector_of[key]).max()))[: k * 8]
+    ranked: dict[int, None] = {}
+    for key in scored:
+        for owner in sorted(holders[key], reverse=True):
+            ranked.setdefault(owner, None)
+    return list(ranked)[:k]
+
+
+def test_the_sentence_search_scans_each_distinct_sentence_once_and_ranks_as_every_row_would() -> None:
+    rng = np.random.default_rng(7)
+    distinct = rng.standard_normal((300, 16)).astype(np.float32)
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    # 40 chunks of about ten sentences; consecutive chunks share their boundary sentence (the
+    # overlap), and a few sentences recur in far-apart chunks (a phrase two documents share).
+    owner, which = [], []
+    for chunk in range(40):
+        for sentence in range(chunk * 7, chunk * 7 + 8):
+            owner.append(chunk)
+            which.append(sentence % 280)
+    for chunk, sentence in ((3, 150), (31, 20), (12, 299)):
+        owner.append(chunk)
+        which.append(sentence)
+    rows = SentenceVectors(np.array(owner, dtype=np.int64), distinct[which])
+    search = rows._search()
+    assert search.index.ntotal == len(set(which)) < len(which), "a repeated sentence is scanned once"
+    for seed in range(20):
+        queries = np.random.default_rng(seed).standard_normal((1 + seed % 2, 16)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        for k in (1, 3, 10):
+            got = rows.chunk_ranking(queries, k)
+            if len(queries) == 1:
+                assert got == reference_ranking(rows, queries, k)
+            else:  # several query vectors: each one's best sentences, merged by their best score
+                assert got[0] in reference_ranking(rows, queries, 2) and len(got) == k
+    shared = distinct[which[7]][None, :]  # the sentence chunks 0 and 1 share is closest to itself
+    assert rows.chunk_ranking(shared, 2) == [1, 0], "tied chunks: the later one first"
+
+
 def test_sentence_vectors_are_built_unless_turned_off(service: Tongwen, without_vectors: Tongwen) -> None:
     assert service.settings.sentence_vectors, "on by default"
     if service.settings.vector_store == "faiss":
