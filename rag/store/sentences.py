@@ -145,9 +145,12 @@ class SentenceSearch:
     still in the CPU's cache after the encoder ran. The overlap makes the stored rows repeat
     sentences (10,506 rows, 8,676 distinct, for the bundled corpus: 16 MB, 13 MB here), and each
     distinct row names every chunk holding it. FAISS scans on the asking thread, where numpy's
-    product went through BLAS threads. Measured on this machine, six rounds of 240 gold questions
-    in fresh processes, alternating: a whole retrieval took 0.80–0.91 of the time of the numpy
-    product over every row, and 0.87–0.99 of FAISS over every row."""
+    product went through BLAS threads. Measured on this machine (2-core AMD EPYC, 32 MB L3), a
+    fresh process per round, alternating: a whole retrieval took 0.80–0.91 of the time of the numpy
+    product over every row (six rounds of 240 gold questions) and 0.87–0.99 of FAISS over every row;
+    with an extractive answer between the questions, as ``bench.run`` asks them, 0.87–1.01 (four
+    rounds), and two ``bench.run`` pairs read 0.96 and 1.02, within this machine's noise. It holds
+    the distinct vectors a second time (+22 MB serving RSS)."""
 
     index: faiss.Index
     #: The chunks holding distinct row i: ``owners[starts[i]:starts[i + 1]]``, later chunk first.
