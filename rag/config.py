@@ -74,10 +74,10 @@ class Settings(BaseSettings):
     )
     sentence_vectors: bool = Field(
         default=True,
-        description="Embed every sentence at ingest (FAISS store) for the `sentence_dense` ranking (a chunk "
-        "found through its best sentence); each chunk's vector is then the mean of its sentences', so ingest "
-        "runs the encoder over the text once. Off: every chunk embedded whole, no sentence ranking "
-        "(the Milvus store always works this way).",
+        description="Embed every sentence at ingest for the `sentence_dense` ranking (a chunk found through "
+        "its best sentence); each chunk's vector is then the mean of its sentences', so ingest runs the "
+        "encoder over the text once. The Milvus store keeps them in a collection beside the version's. "
+        "Off: every chunk embedded whole, no sentence ranking.",
     )
     reranker: str | None = Field(
         default=None,
@@ -175,8 +175,9 @@ class Settings(BaseSettings):
 
     @property
     def keeps_sentence_vectors(self) -> bool:
-        """Whether ingest builds sentence vectors: asked for, and a store that keeps them (FAISS)."""
-        return self.sentence_vectors and self.vector_store == "faiss"
+        """Whether ingest builds sentence vectors (both stores keep them: FAISS in the version's folder,
+        Milvus in a collection beside the version's)."""
+        return self.sentence_vectors
 
     @property
     def signal_weights(self) -> dict[str, float]:

@@ -56,10 +56,9 @@ def test_health(url):
     assert body["index"]["store"]["engine"] in ("faiss", "milvus-lite", "milvus")
     if store["name"] == "milvus":  # Milvus Lite has BM25: words ranked by Milvus, bigrams locally
         assert store["bm25"] and body["index"]["store"]["keyword"].startswith("milvus")
-        assert body["index"]["chunk_vectors"] == "embedded" and body["index"]["sentence_vectors"] == 0
-    else:  # sentence vectors on by default: the chunk vectors are pooled from them
-        assert body["index"]["chunk_vectors"] == "sentence-mean"
-        assert body["index"]["sentence_vectors"] > body["index"]["chunks"]
+    # Sentence vectors on by default, in both stores: the chunk vectors are pooled from them.
+    assert body["index"]["chunk_vectors"] == "sentence-mean"
+    assert body["index"]["sentence_vectors"] > body["index"]["chunks"]
 
 
 def test_an_unreachable_milvus_is_a_503_that_says_what_to_check(tmp_path, make_settings):

@@ -8,7 +8,10 @@ for the module; it runs whenever that package is installed (the ``milvus-server-
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +36,12 @@ QUESTION = "盧森堡的金融業有多重要？"
 def corpus(service):
     snap = service.snapshot
     return snap.manifest, snap.chunks, snap.vectors()
+
+
+@pytest.fixture(scope="module")
+def sentences(service):
+    assert service.snapshot.sentences is not None, "built by default, whichever store the session's index uses"
+    return service.snapshot.sentences
 
 
 @pytest.fixture
@@ -62,6 +71,25 @@ def test_lite_capabilities_and_read_back(lite: MilvusStore, corpus) -> None:
     with pytest.raises(IndexCorrupt) as err:
         lite.load_current("some-other-model")
     assert status_for(type(err.value)) == 503 and "ingest --rebuild" in str(err.value)
+    assert lite.read_sentences(name, manifest.dimension) is None, "a version written without them has none"
+
+
+def test_lite_keeps_a_versions_sentence_vectors_beside_it_and_drops_them_with_it(
+    lite: MilvusStore, corpus, sentences
+) -> None:
+    manifest, chunks, vectors = corpus
+    first = lite.write_version(manifest, chunks, vectors, sentences)
+    assert lite.versions() == [first], "the sentence collection is not listed as a version"
+    back = lite.read_sentences(first, manifest.dimension)
+    assert back is not None and np.array_equal(back.owner, sentences.owner)
+    np.testing.assert_allclose(back.vectors, sentences.vectors, atol=1e-6)
+    assert back.chunk_ranking(vectors[:1], 5) == sentences.chunk_ranking(vectors[:1], 5)
+    second = lite.write_version(manifest, chunks, vectors)  # without sentence vectors
+    third = lite.write_version(manifest, chunks, vectors, sentences)  # keep 2: the first goes
+    assert lite.versions() == [second, third]
+    companions = [n for n in lite.conn.call("list", "list_collections") if n.startswith("t_s")]
+    assert companions == [lite.sentence_collection(third)], "the first version's sentence vectors went with it"
+    assert lite.read_sentences(second, manifest.dimension) is None
 
 
 def test_lite_dense_bm25_and_hybrid_search(lite: MilvusStore, corpus, service) -> None:
@@ -89,6 +117,33 @@ def test_lite_dense_bm25_and_hybrid_search(lite: MilvusStore, corpus, service) -
     assert len(fused) == 5 and fused[0][0] in set(positions(dense)[:3]) | set(positions(keyword)[:3])
     assert all(a[1] >= b[1] for a, b in itertools.pairwise(fused))
     assert "盧森堡" in chunks[fused[0][0]].text or "卢森堡" in chunks[fused[0][0]].canonical
+
+
+_READ_IN_ANOTHER_PROCESS = """
+import json, sys
+from rag.store.milvus import MilvusStore
+from rag.store.milvus_conn import MilvusConnection
+store = MilvusStore(MilvusConnection(sys.argv[1]), prefix="t")
+version = store.load_current()
+sentences = store.read_sentences(version.collection, version.manifest.dimension)
+hits = store.dense_search(version.collection, store.read_vectors(version.collection, 1), 1)[0]
+print(json.dumps([len(version.chunks), len(sentences.owner), hits[0][0], len(store.versions())]))
+"""
+
+
+def test_a_lite_file_written_by_one_process_is_read_by_the_next(tmp_path: Path, corpus, sentences) -> None:
+    """`tongwen ingest`, then `tongwen serve`: Milvus Lite starts each process with every collection
+    released, so the reader must load what it reads (it failed with "call load() before query")."""
+    manifest, chunks, vectors = corpus
+    path = str(tmp_path / "milvus.db")
+    writer = MilvusStore(MilvusConnection(path), prefix="t")
+    writer.write_version(manifest, chunks, vectors, sentences)
+    writer.close()
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_IN_ANOTHER_PROCESS, path], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [len(chunks), len(sentences.owner), 0, 1]
 
 
 def test_lite_alias_swap_keeps_old_readers_and_prunes(lite: MilvusStore, corpus) -> None:
@@ -160,7 +215,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.milvus_server
-def test_server_without_bm25_keeps_dense_and_alias_swap(milvus_server: str, corpus, service) -> None:
+def test_server_without_bm25_keeps_dense_and_alias_swap(milvus_server: str, corpus, sentences, service) -> None:
     manifest, chunks, vectors = corpus
     store = MilvusStore(MilvusConnection(milvus_server), prefix="srv", keep_versions=2)
     try:
@@ -171,9 +226,12 @@ def test_server_without_bm25_keeps_dense_and_alias_swap(milvus_server: str, corp
             store.keyword_search("any", "卢森堡", 5)
         assert store.current() is None
 
-        first = store.write_version(manifest, chunks, vectors)
+        first = store.write_version(manifest, chunks, vectors, sentences)
         version = store.load_current(manifest.embedding_model)
         assert version.collection == first and version.chunks == chunks and version.manifest == manifest
+        back = store.read_sentences(first, manifest.dimension)
+        assert back is not None and np.array_equal(back.owner, sentences.owner)
+        np.testing.assert_allclose(back.vectors, sentences.vectors, atol=1e-6)
 
         qvec = service.model.embed_queries([QUESTION])
         dense = store.dense_search(first, qvec, 10)[0]

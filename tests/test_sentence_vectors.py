@@ -133,9 +133,8 @@ def test_the_sentence_search_scans_each_distinct_sentence_once_and_ranks_as_ever
 
 def test_sentence_vectors_are_built_unless_turned_off(service: Tongwen, without_vectors: Tongwen) -> None:
     assert service.settings.sentence_vectors, "on by default"
-    if service.settings.vector_store == "faiss":
-        assert service.snapshot.sentences is not None
-        assert service.snapshot.manifest.chunk_vectors == CHUNK_VECTORS_POOLED
+    assert service.snapshot.sentences is not None, f"kept by the {service.settings.vector_store} store too"
+    assert service.snapshot.manifest.chunk_vectors == CHUNK_VECTORS_POOLED
     off = without_vectors.snapshot
     assert off.sentences is None and SENTENCES_FILE not in off.manifest.files
     assert off.manifest.chunk_vectors == CHUNK_VECTORS_EMBEDDED
@@ -248,3 +247,35 @@ def test_switching_the_setting_remakes_every_chunk_vector(
     assert np.allclose(snapshot.vectors(), target.snapshot.vectors(), atol=1e-4)
     again = tongwen.ingest_paths([slice_corpus])
     assert again.chunks_embedded == 0 and again.sentences_embedded == 0, "nothing to remake the second time"
+
+
+def test_the_milvus_store_keeps_sentence_vectors_beside_each_version(
+    with_vectors: Tongwen, slice_corpus: Path, tmp_path: Path, make_settings
+) -> None:
+    """Milvus Lite: the first ingest stores the sentence vectors beside the version, another process
+    reads them back and ranks by them alike, and an incremental ingest embeds only the new
+    document's sentences, keeping the others from Milvus."""
+    pytest.importorskip("milvus_lite")
+    settings = make_settings(
+        tmp_path, corpus_dir=slice_corpus, vector_store="milvus", milvus_uri=str(tmp_path / "milvus.db")
+    )
+    tongwen = Tongwen(settings)
+    tongwen.ensure_index()
+    built = tongwen.snapshot
+    assert built.manifest.chunk_vectors == CHUNK_VECTORS_POOLED and built.sentences is not None
+    assert np.array_equal(built.sentences.owner, with_vectors.snapshot.sentences.owner), "the FAISS store's rows"
+
+    reader = Tongwen(settings).snapshot  # as a second replica loads it: from Milvus alone
+    assert reader.key == built.key and reader.sentences is not None
+    assert np.array_equal(reader.sentences.owner, built.sentences.owner)
+    np.testing.assert_allclose(reader.sentences.vectors, built.sentences.vectors, atol=1e-6)
+    question = tongwen.model.embed_queries(["第一場座談會是哪一天？"])
+    assert reader.sentence_ranking(question, 5) == with_vectors.snapshot.sentence_ranking(question, 5)
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("盧森堡每天約有17.5萬名通勤者。運輸是能源消耗中佔比最大的部門，且又以個人用車居多。", "utf-8")
+    report = tongwen.ingest_paths([extra])
+    assert report.chunks_embedded == 1 and report.sentences_embedded == 2
+    after = Tongwen(settings).snapshot.sentences
+    assert after is not None and len(after.owner) == len(built.sentences.owner) + 2
+    np.testing.assert_allclose(after.vectors[: len(built.sentences.owner)], built.sentences.vectors, atol=1e-6)

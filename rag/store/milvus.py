@@ -3,7 +3,9 @@
 The same guarantees as the FAISS folders (``versions.py``): a version is built beside the current
 one — a new collection ``<prefix>_v<UTC timestamp>_<random>`` holding every chunk (position,
 chunk id, document id, the full chunk record as JSON, the dense vector and the canonical text) —
-flushed and loaded, and its manifest written to the side collection ``<prefix>_manifests``; only
+flushed and loaded, its sentence vectors (``rag.store.sentences``) in the companion collection
+``<prefix>_s<the same stamp and suffix>``, and its manifest written to the side collection
+``<prefix>_manifests``; only
 then does the alias ``<prefix>_current`` move to it (``create_alias`` the first time, then
 ``alter_alias``, which Milvus applies atomically). Readers resolve the alias once and keep the
 collection name, so they never see a half-written version, and a reader that resolved the old
@@ -39,8 +41,15 @@ from rag.config import Settings
 from rag.errors import IndexCorrupt, IndexMissing, StoreUnavailable
 from rag.store.milvus_conn import MilvusConnection, check_name
 from rag.store.milvus_manifest import ManifestTable
-from rag.store.milvus_schema import chunk_index_params, chunk_row, chunk_schema
+from rag.store.milvus_schema import (
+    chunk_index_params,
+    chunk_row,
+    chunk_schema,
+    sentence_index_params,
+    sentence_schema,
+)
 from rag.store.records import ChunkRecord
+from rag.store.sentences import SentenceVectors
 from rag.store.snapshot import Manifest
 
 KEEP_VERSIONS = 2
@@ -108,15 +117,33 @@ class MilvusStore:
         described = self.conn.call_or_none("resolve the current alias", "describe_alias", self.alias)
         return (described or {}).get("collection_name") or None
 
-    def write_version(self, manifest: Manifest, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> str:
+    def sentence_collection(self, name: str) -> str:
+        """The companion collection holding version ``name``'s sentence vectors. Its name does not
+        start with ``<prefix>_v``, so it is never listed as a version of its own."""
+        return f"{self.prefix}_s{name[len(self.prefix) + 2 :]}"
+
+    def write_version(
+        self,
+        manifest: Manifest,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: SentenceVectors | None = None,
+    ) -> str:
         """Build a version, publish it and prune old ones; returns the new collection's name."""
-        name = self.build_version(manifest, chunks, vectors)
+        name = self.build_version(manifest, chunks, vectors, sentences)
         self.publish(name)
         self.prune()
         return name
 
-    def build_version(self, manifest: Manifest, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> str:
-        """Write a complete, loaded version beside the current one without making it current."""
+    def build_version(
+        self,
+        manifest: Manifest,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: SentenceVectors | None = None,
+    ) -> str:
+        """Write a complete, loaded version beside the current one without making it current: the
+        chunks, then the sentence vectors (when the version has them), then the manifest."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
@@ -140,22 +167,52 @@ class MilvusStore:
         self.conn.call("flush the version", "flush", name)
         self.conn.call("load the version", "load_collection", name)
         self._check_count(name, len(chunks))
+        if sentences is not None:
+            self._write_sentences(name, sentences)
         self.manifests.write(name, manifest)
         return name
+
+    def _write_sentences(self, name: str, sentences: SentenceVectors) -> None:
+        companion = self.sentence_collection(name)
+        self.conn.call(
+            "create the sentence collection",
+            "create_collection",
+            companion,
+            schema=sentence_schema(sentences.vectors.shape[1]),
+            index_params=sentence_index_params(),
+            consistency_level="Strong",
+        )
+        owner = sentences.owner.tolist()
+        for start in range(0, len(owner), INSERT_BATCH):
+            rows = [
+                {"row": row, "owner": owner[row], "vector": sentences.vectors[row].tolist()}
+                for row in range(start, min(start + INSERT_BATCH, len(owner)))
+            ]
+            self.conn.call("insert sentence vectors", "insert", companion, rows)
+        self.conn.call("flush the sentence vectors", "flush", companion)
+        self.conn.call("load the sentence vectors", "load_collection", companion)
+        try:
+            self._check_count(companion, len(owner))
+        except StoreUnavailable:
+            self.conn.call("drop a bad build", "drop_collection", name)
+            raise
 
     def _check_count(self, name: str, expected: int) -> None:
         """Every row exactly once before anyone can see the version. A retried insert whose first try
         did land would add rows twice (Milvus does not deduplicate primary keys on insert)."""
-        rows = self.conn.call(
-            "count rows", "query", name, filter="", output_fields=["count(*)"], consistency_level="Strong"
-        )
-        stored = int(rows[0]["count(*)"]) if rows else 0
+        stored = self._count(name)
         if stored != expected:
             self.conn.call("drop a bad build", "drop_collection", name)
             raise StoreUnavailable(
                 f"{self.conn.where} stored {stored} rows for {expected} chunks (a retried write?); nothing was "
                 "published and the current index is unchanged. Run the ingest again."
             )
+
+    def _count(self, name: str) -> int:
+        rows = self.conn.call(
+            "count rows", "query", name, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
 
     def publish(self, name: str) -> None:
         """Point the alias at a built version: one atomic step for every reader."""
@@ -178,7 +235,17 @@ class MilvusStore:
         for name in doomed:
             self.conn.call("drop an old version", "drop_collection", name)
             self.manifests.delete(name)
+        # A version's sentence vectors go with it, and so do those a crashed build left behind.
+        kept = {self.sentence_collection(n) for n in names if n not in doomed}
+        for companion in self._sentence_collections():
+            if companion not in kept:
+                self.conn.call("drop old sentence vectors", "drop_collection", companion)
         return doomed
+
+    def _sentence_collections(self) -> list[str]:
+        names = self.conn.call("list collections", "list_collections")
+        head = f"{self.prefix}_s"
+        return [n for n in names if n.startswith(head) and n[len(head) :][:1].isdigit()]
 
     # --- reading back -------------------------------------------------------------------------
 
@@ -204,11 +271,29 @@ class MilvusStore:
 
     def read_version(self, name: str) -> MilvusVersion:
         manifest = self.read_manifest(name)
+        self.conn.ensure_loaded(name)
         count = sum(d.chunks for d in manifest.documents.values())
         chunks = [ChunkRecord.from_json(json.loads(row["record"])) for row in self._read_rows(name, count, ["record"])]
         if len(chunks) != count:
             raise IndexCorrupt(f"Version {name} in {self.conn.where} holds {len(chunks)} chunks, its manifest {count}.")
         return MilvusVersion(name, manifest, chunks)
+
+    def read_sentences(self, name: str, dimension: int) -> SentenceVectors | None:
+        """Version ``name``'s sentence vectors, or None for a version built without them."""
+        companion = self.sentence_collection(name)
+        if companion not in self._sentence_collections():
+            return None
+        self.conn.ensure_loaded(companion)
+        count = self._count(companion)
+        rows = self._read_rows(companion, count, ["owner", "vector"], key="row")
+        if len(rows) != count:
+            raise IndexCorrupt(f"The sentence vectors of {name} in {self.conn.where} read back {len(rows)} of {count}.")
+        if not rows:
+            return SentenceVectors.empty(dimension)
+        return SentenceVectors(
+            np.asarray([r["owner"] for r in rows], dtype=np.int64),
+            np.asarray([r["vector"] for r in rows], dtype=np.float32),
+        )
 
     def read_vectors(self, name: str, count: int) -> np.ndarray:
         """Every stored vector in position order (incremental ingest reuses them instead of re-embedding)."""
@@ -229,18 +314,18 @@ class MilvusStore:
         )
         return {int(row["pos"]): np.asarray(row["vector"], dtype=np.float32) for row in rows}
 
-    def _read_rows(self, name: str, count: int, fields: list[str]) -> list[dict[str, Any]]:
+    def _read_rows(self, name: str, count: int, fields: list[str], key: str = "pos") -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for start in range(0, count, READ_PAGE):
             page = self.conn.call(
                 "read chunks",
                 "query",
                 name,
-                filter=f"pos >= {start} and pos < {start + READ_PAGE}",
-                output_fields=["pos", *fields],
+                filter=f"{key} >= {start} and {key} < {start + READ_PAGE}",
+                output_fields=[key, *fields],
                 consistency_level="Strong",
             )
-            rows.extend(sorted(page, key=lambda r: r["pos"]))
+            rows.extend(sorted(page, key=lambda r: r[key]))
         return rows
 
     def read_manifest(self, name: str) -> Manifest:

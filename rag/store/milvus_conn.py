@@ -98,6 +98,7 @@ class MilvusConnection:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._client: Any = None
+        self._loaded: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -130,6 +131,17 @@ class MilvusConnection:
         """``client.<method>(*args, **kwargs)`` with retries; ``what`` names the step in the error message."""
         client = self.client
         return self._retry(what, lambda: getattr(client, method)(*args, **kwargs))
+
+    def ensure_loaded(self, collection: str) -> None:
+        """Load ``collection`` before its first read through this connection.
+
+        A version is loaded when it is built, but Milvus Lite starts every process with each
+        collection of its file released, so a server started after ``tongwen ingest`` could not
+        read the manifest or the chunks ("call load() before search/get/query"); a Milvus server
+        can come back from a restart the same way. Loading a loaded collection changes nothing."""
+        if collection not in self._loaded:
+            self.call("load a collection", "load_collection", collection)
+            self._loaded.add(collection)
 
     def call_or_none(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Like :meth:`call`, but None when Milvus answers that the named thing does not exist."""

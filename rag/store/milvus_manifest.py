@@ -44,6 +44,7 @@ class ManifestTable:
         self.conn.call("flush the manifest", "flush", self.collection)
 
     def read(self, version: str) -> Manifest:
+        self.conn.ensure_loaded(self.collection)
         rows = self.conn.call(
             "read the manifest",
             "query",
@@ -67,4 +68,5 @@ class ManifestTable:
             ) from exc
 
     def delete(self, version: str) -> None:
+        self.conn.ensure_loaded(self.collection)
         self.conn.call("drop an old manifest", "delete", self.collection, filter=f'version == "{version}"')

@@ -41,6 +41,28 @@ def chunk_index_params(n_chunks: int, bm25: bool, server: bool) -> Any:
     return params
 
 
+def sentence_schema(dimension: int) -> Any:
+    """A version's sentence vectors (``rag.store.sentences``): one row per (chunk, sentence), keyed
+    by its row number; ``owner`` is the chunk's position."""
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("row", DataType.INT64, is_primary=True)
+    schema.add_field("owner", DataType.INT64)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+    return schema
+
+
+def sentence_index_params() -> Any:
+    """The rows are read back whole and ranked in memory (``SentenceSearch``); Milvus only needs an
+    index on the vector to load the collection."""
+    from pymilvus import MilvusClient
+
+    params = MilvusClient.prepare_index_params()
+    params.add_index("vector", index_type="FLAT", metric_type="IP")
+    return params
+
+
 def manifest_index_params() -> Any:
     from pymilvus import MilvusClient
 

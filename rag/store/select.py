@@ -94,15 +94,19 @@ class MilvusIndexStore:
         from rag.store.milvus_snapshot import MilvusSnapshot
 
         version = self.store.load_current()  # the service checks the embedding model for both stores
-        return MilvusSnapshot(self.store, version.collection, version.manifest, version.chunks)
+        sentences = self.store.read_sentences(version.collection, version.manifest.dimension)
+        return MilvusSnapshot(self.store, version.collection, version.manifest, version.chunks, sentences=sentences)
 
     def save_new_version(self, built: Snapshot) -> IndexVersion:
-        """Write the built version as a new collection and move the alias to it; the bigram (and,
-        without server BM25, word) indexes built in memory are reused rather than rebuilt."""
+        """Write the built version as a new collection (its sentence vectors in a companion) and move
+        the alias to it; the bigram (and, without server BM25, word) indexes and the sentence
+        vectors built in memory are reused rather than read back."""
         from rag.store.milvus_snapshot import MilvusSnapshot
 
-        name = self.store.write_version(built.manifest, built.chunks, built.vectors())
-        return MilvusSnapshot(self.store, name, built.manifest, built.chunks, built.bigrams, built.keyword)
+        name = self.store.write_version(built.manifest, built.chunks, built.vectors(), built.sentences)
+        return MilvusSnapshot(
+            self.store, name, built.manifest, built.chunks, built.bigrams, built.keyword, built.sentences
+        )
 
     def versions(self) -> list[VersionInfo]:
         current = self.store.current()
