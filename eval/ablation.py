@@ -31,7 +31,7 @@ SCRIPTS = ("trad", "simp")
 #: Configurations of the ablation table: name -> (weights, rrf_k); absent signals weigh 0.
 _BEFORE = {"dense": 1.0, "words": 1.0, "bigrams": 1.0}
 #: The defaults without the sentence ranking: what an index without sentence vectors serves
-#: (TONGWEN_SENTENCE_VECTORS off, or the Milvus store), over this index's chunk vectors.
+#: (TONGWEN_SENTENCE_VECTORS off, or built before they existed), over this index's chunk vectors.
 _NO_SENTENCE_VECTORS = {**DEFAULT_WEIGHTS, "sentence_dense": 0.0}
 ABLATIONS: dict[str, tuple[dict[str, float], int]] = {
     "dense alone": ({"dense": 1.0}, 60),
@@ -96,7 +96,7 @@ def build_cases(service: Tongwen, items: Iterable[GoldItem], candidate_k: int, r
     snapshot, model = service.snapshot, service.model
     indexes = signal_indexes(snapshot)
     if snapshot.sentences is None:
-        # An index built without sentence vectors (TONGWEN_SENTENCE_VECTORS off, or Milvus): a
+        # An index built without sentence vectors (TONGWEN_SENTENCE_VECTORS off, or an older one): a
         # copy of it gets them here, in memory, so the table always shows what the ranking adds.
         snapshot = copy.copy(snapshot)
         snapshot.sentences = SentenceVectors.embed(snapshot.chunks, model.embed_passages, model.dimension)

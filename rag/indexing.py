@@ -139,7 +139,7 @@ def ingest_sources(
     # rag.store.snapshot.retokenized); writing it out, even with no document changed, saves every
     # later load that work. Nothing is embedded again.
     recut = previous is not None and previous.manifest.keyword_analyzer != analyzer_fingerprint()
-    # Sentence vectors (rag.store.sentences), when asked for, are kept by the FAISS store, and the
+    # Sentence vectors (rag.store.sentences), when asked for, are kept by either store, and the
     # chunk vectors are then pooled from them. A version whose chunk vectors were made the other
     # way, or that lacks its sentence vectors, gets all of them again on the next ingest, even
     # with no document changed: one version never mixes the two kinds of chunk vector.

@@ -146,6 +146,18 @@ def test_a_lite_file_written_by_one_process_is_read_by_the_next(tmp_path: Path, 
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [len(chunks), len(sentences.owner), 0, 1]
 
 
+def test_a_collection_released_under_a_reader_is_loaded_again(lite: MilvusStore, corpus) -> None:
+    """A restarted Milvus, or an operator's release, leaves a replica's version unloaded: its next
+    read loads it again instead of failing with a 503 until the replica restarts."""
+    manifest, chunks, vectors = corpus
+    name = lite.write_version(manifest, chunks, vectors)
+    before = lite.dense_search(name, vectors[:1], 3)
+    for collection in (name, lite.manifests.collection):
+        lite.conn.client.release_collection(collection)
+    assert lite.dense_search(name, vectors[:1], 3) == before
+    assert lite.read_manifest(name) == manifest
+
+
 def test_lite_alias_swap_keeps_old_readers_and_prunes(lite: MilvusStore, corpus) -> None:
     manifest, chunks, vectors = corpus
     first = lite.write_version(manifest, chunks, vectors)

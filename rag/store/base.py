@@ -30,7 +30,7 @@ class IndexVersion(Protocol):
 
     manifest: Manifest
     chunks: list[ChunkRecord]
-    #: Sentence vectors for the ``sentence_dense`` ranking, where the store keeps them (FAISS).
+    #: Sentence vectors for the ``sentence_dense`` ranking, where the version has them (either store).
     sentences: SentenceVectors | None
 
     @property

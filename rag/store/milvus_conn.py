@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 _TRANSIENT_WORDS = ("unavailable", "connect", "deadline", "timeout", "timed out", "too many", "rate limit")
 _MISSING_WORDS = ("not exist", "not found", "doesn't exist", "does not exist")
+_RELEASED_WORDS = ("released", "not loaded", "call load()")
+#: The calls that read a collection, and so need it loaded (their first argument names it).
+_READS = frozenset({"query", "search", "hybrid_search", "get"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -128,8 +131,20 @@ class MilvusConnection:
         return MilvusClient(uri=self.uri, token=self.token or "", db_name=self.db_name or "", timeout=self.timeout)
 
     def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``client.<method>(*args, **kwargs)`` with retries; ``what`` names the step in the error message."""
+        """``client.<method>(*args, **kwargs)`` with retries; ``what`` names the step in the error message.
+
+        A read of a collection Milvus has released since this connection loaded it (a restarted
+        server, an operator's ``release``) loads it again and is asked once more."""
         client = self.client
+        try:
+            return self._retry(what, lambda: getattr(client, method)(*args, **kwargs))
+        except StoreUnavailable as exc:
+            cause = str(exc.__cause__ or "").lower()
+            if method not in _READS or not args or not any(w in cause for w in _RELEASED_WORDS):
+                raise
+        log.warning("%s: %s was released; loading it again", self.where, args[0])
+        self._loaded.discard(args[0])
+        self.ensure_loaded(args[0])
         return self._retry(what, lambda: getattr(client, method)(*args, **kwargs))
 
     def ensure_loaded(self, collection: str) -> None:
