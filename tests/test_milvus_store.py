@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from rag.errors import IndexCorrupt, IndexMissing, StoreUnavailable
 from rag.retrieve import Query
 from rag.store.milvus import MilvusFeatureMissing, MilvusStore
 from rag.store.milvus_conn import MilvusConnection
+from rag.store.sentences import SentenceVectors
 from ui.api.errors import status_for
 
 QUESTION = "盧森堡的金融業有多重要？"
@@ -90,6 +92,16 @@ def test_lite_keeps_a_versions_sentence_vectors_beside_it_and_drops_them_with_it
     companions = [n for n in lite.conn.call("list", "list_collections") if n.startswith("t_s")]
     assert companions == [lite.sentence_collection(third)], "the first version's sentence vectors went with it"
     assert lite.read_sentences(second, manifest.dimension) is None
+    # Sentence vectors whose version is gone: a crash's leftovers go once stale; those of a build
+    # that may still be running (a recent stamp, its version not listed yet) stay.
+    stale = "t_v20200101000000000000_dead00"
+    running = "t_v" + datetime.now(UTC).strftime("%Y%m%d%H%M%S%f") + "_beef00"
+    few = SentenceVectors(sentences.owner[:10], sentences.vectors[:10])
+    for version in (stale, running):
+        lite._write_sentences(version, few)
+    lite.prune()
+    left = {n for n in lite.conn.call("list", "list_collections") if n.startswith("t_s")}
+    assert left == {lite.sentence_collection(third), lite.sentence_collection(running)}
 
 
 def test_lite_dense_bm25_and_hybrid_search(lite: MilvusStore, corpus, service) -> None:

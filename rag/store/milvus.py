@@ -235,10 +235,14 @@ class MilvusStore:
         for name in doomed:
             self.conn.call("drop an old version", "drop_collection", name)
             self.manifests.delete(name)
-        # A version's sentence vectors go with it, and so do those a crashed build left behind.
-        kept = {self.sentence_collection(n) for n in names if n not in doomed}
+        # A version's sentence vectors go with it. Those whose version no longer exists (a crash
+        # between the two drops) go too, once old enough not to be a build in progress: a build
+        # creates its version first, but may have done so after the listing above.
+        existing = set(self.versions())
         for companion in self._sentence_collections():
-            if companion not in kept:
+            version = f"{self.prefix}_v{companion[len(self.prefix) + 2 :]}"
+            orphan = version not in existing and _built_at(version, self.prefix) < cutoff
+            if version in doomed or orphan:
                 self.conn.call("drop old sentence vectors", "drop_collection", companion)
         return doomed
 
