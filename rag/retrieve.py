@@ -22,7 +22,8 @@ import numpy as np
 from ingest.normalise import query_wordings
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
-from rag.store.base import IndexVersion, ScoredPositions, derived
+from rag.store.base import IndexVersion, ScoredPositions
+from rag.store.derived import derived
 from rag.store.keyword import char_bigrams, tokenize
 from rag.store.records import ChunkRecord
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ingest.normalise import canonical
 from ingest.sentences import merged_sentences
-from rag.store.base import derived
+from rag.store.derived import derived
 from rag.store.keyword import KeywordIndex, char_bigrams
 from rag.store.snapshot import Snapshot
 

@@ -25,7 +25,8 @@ from functools import lru_cache
 from importlib import resources
 
 from rag.retrieve import Hit, Query
-from rag.store.base import IndexVersion, derived
+from rag.store.base import IndexVersion
+from rag.store.derived import derived
 from rag.store.keyword import posseg, tokenize
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ingest.chunk import HEADING_SEPARATOR
 from ingest.normalise import canonical
-from rag.store.base import IndexVersion, derived
+from rag.store.base import IndexVersion
+from rag.store.derived import derived
 from rag.store.records import ChunkRecord
 
 TITLE_MAX_CHARS = 60

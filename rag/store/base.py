@@ -10,10 +10,9 @@ knowing which engine is behind it.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,21 +70,3 @@ class IndexVersion(Protocol):
     def describe(self) -> dict[str, Any]:
         """Where it lives and how it searches, for ``/health`` and ``tongwen index info``."""
         ...
-
-
-T = TypeVar("T")
-_DERIVED_LOCK = threading.RLock()
-
-
-def derived(version: object, key: str, build: Callable[[], T]) -> T:
-    """What ``build`` derives from an index version, built once and kept on the version object.
-
-    A version never changes, so nothing derived from it goes stale, and it is dropped with the
-    version. The lock keeps two first questions from building the same thing twice."""
-    cached = version.__dict__.get(key)
-    if cached is None:
-        with _DERIVED_LOCK:
-            cached = version.__dict__.get(key)
-            if cached is None:
-                cached = version.__dict__[key] = build()
-    return cached

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,7 @@ from rag.store.milvus_schema import (
     chunk_row,
     chunk_schema,
     sentence_index_params,
+    sentence_row,
     sentence_schema,
 )
 from rag.store.records import ChunkRecord
@@ -105,8 +106,14 @@ class MilvusStore:
 
     def versions(self) -> list[str]:
         """Version collections, oldest first (the name starts with its UTC build time)."""
+        return sorted(self._collections("v"))
+
+    def _collections(self, kind: str) -> list[str]:
+        """Tongwen's collections of one kind: ``v`` versions, ``s`` their sentence vectors
+        (``<prefix>_<kind><UTC build time>_<random>``)."""
+        head = f"{self.prefix}_{kind}"
         names = self.conn.call("list collections", "list_collections")
-        return sorted(n for n in names if n.startswith(f"{self.prefix}_v") and n[len(self.prefix) + 2 :][:1].isdigit())
+        return [n for n in names if n.startswith(head) and n[len(head) :][:1].isdigit()]
 
     def current(self) -> str | None:
         """The collection the alias points at, or None when no version was ever published.
@@ -121,6 +128,10 @@ class MilvusStore:
         """The companion collection holding version ``name``'s sentence vectors. Its name does not
         start with ``<prefix>_v``, so it is never listed as a version of its own."""
         return f"{self.prefix}_s{name[len(self.prefix) + 2 :]}"
+
+    def _version_of(self, companion: str) -> str:
+        """The version a sentence collection belongs to (the inverse of :meth:`sentence_collection`)."""
+        return f"{self.prefix}_v{companion[len(self.prefix) + 2 :]}"
 
     def write_version(
         self,
@@ -158,12 +169,7 @@ class MilvusStore:
             consistency_level="Strong",
         )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for start in range(0, len(chunks), INSERT_BATCH):
-            rows = [
-                chunk_row(pos, chunks[pos], vectors[pos])
-                for pos in range(start, min(start + INSERT_BATCH, len(chunks)))
-            ]
-            self.conn.call("insert chunks", "insert", name, rows)
+        self._insert("insert chunks", name, len(chunks), lambda pos: chunk_row(pos, chunks[pos], vectors[pos]))
         self.conn.call("flush the version", "flush", name)
         self.conn.call("load the version", "load_collection", name)
         self._check_count(name, len(chunks))
@@ -183,12 +189,12 @@ class MilvusStore:
             consistency_level="Strong",
         )
         owner = sentences.owner.tolist()
-        for start in range(0, len(owner), INSERT_BATCH):
-            rows = [
-                {"row": row, "owner": owner[row], "vector": sentences.vectors[row].tolist()}
-                for row in range(start, min(start + INSERT_BATCH, len(owner)))
-            ]
-            self.conn.call("insert sentence vectors", "insert", companion, rows)
+        self._insert(
+            "insert sentence vectors",
+            companion,
+            len(owner),
+            lambda row: sentence_row(row, owner[row], sentences.vectors[row]),
+        )
         self.conn.call("flush the sentence vectors", "flush", companion)
         self.conn.call("load the sentence vectors", "load_collection", companion)
         try:
@@ -196,6 +202,11 @@ class MilvusStore:
         except StoreUnavailable:
             self.conn.call("drop a bad build", "drop_collection", name)
             raise
+
+    def _insert(self, what: str, name: str, count: int, row: Callable[[int], dict[str, Any]]) -> None:
+        """Rows ``row(0)`` … ``row(count - 1)`` into ``name``, ``INSERT_BATCH`` per request."""
+        for start in range(0, count, INSERT_BATCH):
+            self.conn.call(what, "insert", name, [row(i) for i in range(start, min(start + INSERT_BATCH, count))])
 
     def _check_count(self, name: str, expected: int) -> None:
         """Every row exactly once before anyone can see the version. A retried insert whose first try
@@ -239,17 +250,12 @@ class MilvusStore:
         # between the two drops) go too, once old enough not to be a build in progress: a build
         # creates its version first, but may have done so after the listing above.
         existing = set(self.versions())
-        for companion in self._sentence_collections():
-            version = f"{self.prefix}_v{companion[len(self.prefix) + 2 :]}"
+        for companion in self._collections("s"):
+            version = self._version_of(companion)
             orphan = version not in existing and _built_at(version, self.prefix) < cutoff
             if version in doomed or orphan:
                 self.conn.call("drop old sentence vectors", "drop_collection", companion)
         return doomed
-
-    def _sentence_collections(self) -> list[str]:
-        names = self.conn.call("list collections", "list_collections")
-        head = f"{self.prefix}_s"
-        return [n for n in names if n.startswith(head) and n[len(head) :][:1].isdigit()]
 
     # --- reading back -------------------------------------------------------------------------
 
@@ -285,7 +291,7 @@ class MilvusStore:
     def read_sentences(self, name: str, dimension: int) -> SentenceVectors | None:
         """Version ``name``'s sentence vectors, or None for a version built without them."""
         companion = self.sentence_collection(name)
-        if companion not in self._sentence_collections():
+        if companion not in self._collections("s"):
             return None
         self.conn.ensure_loaded(companion)
         count = self._count(companion)

@@ -114,6 +114,10 @@ def manifest_schema() -> Any:
     return schema
 
 
+def sentence_row(row: int, owner: int, vector: np.ndarray) -> dict[str, Any]:
+    return {"row": row, "owner": owner, "vector": vector.tolist()}
+
+
 def chunk_row(pos: int, chunk: ChunkRecord, vector: np.ndarray) -> dict[str, Any]:
     record = json.dumps(chunk.to_json(), ensure_ascii=False)
     if len(record.encode("utf-8")) > MAX_VARCHAR:

@@ -16,7 +16,6 @@ each distinct sentence once: 8,676 vectors of 384 floats for the bundled corpus,
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ import numpy as np
 
 from ingest.normalise import canonical
 from ingest.sentences import merged_sentences
+from rag.store.derived import derived
 from rag.store.records import ChunkRecord
 
 SENTENCES_FILE = "sentences.npz"
-_SEARCH_LOCK = threading.Lock()
 
 
 def sentence_texts(chunk: ChunkRecord) -> list[str]:
@@ -115,13 +114,7 @@ class SentenceVectors:
 
     def _search(self) -> SentenceSearch:
         """Built on the first question and kept: these rows never change."""
-        search = self.__dict__.get("_sentence_search")
-        if search is None:
-            with _SEARCH_LOCK:
-                search = self.__dict__.get("_sentence_search")
-                if search is None:
-                    search = self.__dict__["_sentence_search"] = SentenceSearch.of(self)
-        return search
+        return derived(self, "_sentence_search", lambda: SentenceSearch.of(self))
 
     def save(self, folder: Path) -> None:
         with open(folder / SENTENCES_FILE, "wb") as fh:
