@@ -62,7 +62,7 @@ class Turns(Sharing):
         self._queries_waiting = 0
 
     @contextmanager
-    def query(self) -> Iterator[None]:
+    def query(self) -> Iterator[bool]:
         with self._turn:
             self._queries_waiting += 1
             try:
@@ -71,7 +71,7 @@ class Turns(Sharing):
                 self._queries_waiting -= 1
             self._busy = True
         try:
-            yield
+            yield True  # nothing else is encoded meanwhile
         finally:
             self._release()
 
@@ -103,9 +103,9 @@ class WholeDocument(Sharing):
             yield
 
     @contextmanager
-    def query(self) -> Iterator[None]:
+    def query(self) -> Iterator[bool]:
         with self._lock:
-            yield
+            yield True  # nothing else is encoded meanwhile
 
 
 STRATEGIES: dict[str, type[Sharing]] = {"concurrent": Sharing, "turns": Turns, "whole-document": WholeDocument}

@@ -47,18 +47,29 @@ class _TokenCounter:
 class OnnxEncoder:
     """One exported graph (fp32 or int8) behind two onnxruntime sessions; thread-safe.
 
-    The two sessions serve the two workloads, which want opposite threading (measured on this
-    2-core EPYC, each figure the median ratio of interleaved runs):
+    The two sessions serve workloads that want opposite threading (measured on this 2-core EPYC,
+    each figure the median ratio of interleaved runs):
 
-    * **Queries** (one short text, latency): one run spread over every core.
-    * **Passages** (many texts, throughput): each text its own run on a one-thread session,
+    * **A lone question** (one short text, latency): one run spread over every core, the worker
+      threads spinning between the graph's ~300 small operators while the run lasts, where waking
+      a sleeping thread for each costs more than the operator (a ~30-token question in 4.6–5.1 ms
+      against 6.3–7.1 ms with sleeping workers, fresh processes alternating).
+    * **Passages** (many texts, throughput): each text its own run on the one-thread session,
       ``workers`` runs at once (:meth:`encode_passages`): 0.56–0.70 of the time of 16-passage
       batches on two threads. No padding, activations that fit in the core's cache, and no
-      hand-over between threads at each of the graph's ~300 operators. The same runs on the
-      query session took 0.66–0.77. The passage session is created on the first ingest, so a
-      process that only answers questions holds one copy of the weights (~120 MB each).
+      hand-over between threads at each operator. The same runs on the query session took
+      0.66–0.77.
+    * **A question in a crowd** (others waiting for their turn, or an ingest running; see
+      :meth:`encode_queries`): the one-thread session too. Spinning workers take a core from the
+      other requests' own work: with 10 HTTP clients on ``/api/retrieve``, 71–77 requests/s when
+      every question spun, against 79–90 when none did; with this split, 77–90 against 78–94
+      (six alternated runs each), while a lone client's p50 fell from 14.4–16.2 to 11.4–12.9 ms.
 
-    With one text per run, dynamic int8 quantises each passage's activations on their own, so a
+    The one-thread session is created when first needed (an ingest, a crowd), so a process that
+    answers one question at a time holds one copy of the weights (~110 MB each). The two
+    sessions give a question the same vector, bit for bit (checked on the 440 gold questions).
+
+    With one text per run, dynamic int8 quantises each text's activations on their own, so a
     passage gets the same vector whatever it was ingested beside.
     """
 
@@ -71,11 +82,13 @@ class OnnxEncoder:
         self._tokenizer = load_tokenizer(export.folder, export.path(TOKENIZER_FILE))
         self.tokenizer = _TokenCounter(self._tokenizer)
         self.workers = threads or _usable_cpus()
-        self._session = self._new_session(threads)
-        self._passage_session: Any = None
-        self._passage_lock = threading.Lock()
+        self._session = self._new_session(threads, spinning=True)
+        self._single_session: Any = None
+        self._single_lock = threading.Lock()
+        self._single_started = False
+        self._start_lock = threading.Lock()  # not _single_lock: that one is held while the session is made
 
-    def _new_session(self, threads: int | None) -> Any:
+    def _new_session(self, threads: int | None, spinning: bool = False) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -84,17 +97,18 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         if threads:
             options.intra_op_num_threads = threads
-        # Spinning worker threads off: they took a core from the rest of the server. Measured with
-        # 10 HTTP clients on /api/retrieve: 59–70 requests/s with spinning, 75–77 without, while
-        # a lone query gained 0–2 ms, within this machine's noise.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning only while a run lasts (force_spinning_stop): left spinning after it, the
+        # workers took a core from the rest of the server until their spin ran out.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(self.export.path(self.file_name)), options, providers=["CPUExecutionProvider"])
 
-    def _passages(self) -> Any:
-        with self._passage_lock:
-            if self._passage_session is None:
-                self._passage_session = self._new_session(1)
-            return self._passage_session
+    def _single(self) -> Any:
+        """The one-thread session (passages, crowded questions), created on first use."""
+        with self._single_lock:
+            if self._single_session is None:
+                self._single_session = self._new_session(1)
+            return self._single_session
 
     def get_embedding_dimension(self) -> int:
         return self.export.dimension
@@ -147,12 +161,32 @@ class OnnxEncoder:
         (hidden,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
         return mean_pool_normalise(hidden, mask)
 
+    def _crowd_session(self) -> Any:
+        """The one-thread session, or until it exists the query session while it is made on a
+        thread of its own: making it takes ~0.25 s, which the first crowded question would wait."""
+        if self._single_session is not None:
+            return self._single_session
+        with self._start_lock:
+            start, self._single_started = not self._single_started, True
+        if start:
+            threading.Thread(target=self._single, name="onnx-one-thread-session", daemon=True).start()
+        return self._session
+
+    def encode_queries(self, texts: Sequence[str], alone: bool) -> np.ndarray:
+        """Unit vectors of questions, one run per text: on every core when the question is
+        ``alone``, else on the one-thread session (see the class notes)."""
+        session = self._session if alone else self._crowd_session()
+        out = np.empty((len(texts), self.export.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = self._embed(session, [text])[0]
+        return out
+
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors of ``texts``, one run per text on the passage session, ``workers`` at a
+        """Unit vectors of ``texts``, one run per text on the one-thread session, ``workers`` at a
         time, longest first so the last runs to finish are short ones."""
         texts = list(texts)
         out = np.empty((len(texts), self.export.dimension), dtype=np.float32)
-        session = self._passages()
+        session = self._single()
 
         def embed(i: int) -> None:
             out[i] = self._embed(session, [texts[i]])[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,41 @@ def test_a_question_is_answered_while_a_large_document_is_embedded(own_service: 
     assert hits and hits[0].doc == "000_6e77f61679c9a0c3.txt"  # served from the snapshot in place
     assert ingest_still_running and batches_when_answered < total_batches, (batches_when_answered, total_batches)
     assert "big.txt" in {d["name"] for d in own_service.documents()}
+
+
+def test_a_question_is_told_whether_it_is_alone() -> None:
+    """The encoder spreads a lone question over every core and runs one in a crowd on one thread
+    (``rag.onnx_encoder``), so the sharing must say which: alone means no other question waiting
+    for its turn when this one takes it, and no ingest embedding passages."""
+    sharing = Sharing()
+    with sharing.query() as alone:
+        assert alone is True
+    with sharing.document(), sharing.query() as alone:
+        assert alone is False
+    with sharing.query() as alone:  # the ingest is over
+        assert alone is True
+
+    told: list[bool] = []
+    release = threading.Event()
+
+    def ask(hold: bool) -> None:
+        with sharing.query() as alone_then:
+            told.append(alone_then)
+            if hold:
+                release.wait(timeout=30)
+
+    first = threading.Thread(target=ask, args=(True,))
+    first.start()
+    while not told:  # the first question holds the turn
+        time.sleep(0.001)
+    waiting = [threading.Thread(target=ask, args=(False,)) for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    while sharing._asking < 3:
+        time.sleep(0.001)
+    release.set()
+    for thread in (first, *waiting):
+        thread.join(timeout=30)
+    # the first took its turn alone; of the two that waited, the first served had company
+    assert told == [True, False, True]
+    assert sharing._asking == 0

@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +117,9 @@ def test_passages_run_one_per_run_on_their_own_session(model_folder: Path) -> No
     encoder = OnnxEncoder(export, INT8_FILE, threads=2)
     texts = ["passage: " + t for t in [*SENTENCES, *NASTY_TEXTS]]
     batched = encoder.encode(texts, batch_size=len(texts))
-    assert encoder._passage_session is None  # a process that only embeds questions holds one session
+    assert encoder._single_session is None  # a process that only embeds questions holds one session
     vectors = encoder.encode_passages(texts)
-    assert encoder._passage_session is not None and encoder.workers == 2
+    assert encoder._single_session is not None and encoder.workers == 2
     assert vectors.shape == batched.shape and vectors.dtype == np.float32
     assert float(np.min(np.sum(vectors * batched, axis=1))) >= 0.98  # same texts, same places
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -126,6 +127,29 @@ def test_passages_run_one_per_run_on_their_own_session(model_folder: Path) -> No
     beside_others = encoder.encode_passages(list(reversed(texts)))[::-1][:4]
     assert np.array_equal(alone, vectors[:4]) and np.array_equal(beside_others, vectors[:4])
     assert encoder.encode_passages([]).shape == (0, export.dimension)
+
+
+def test_a_question_gets_the_same_vector_alone_and_in_a_crowd(model_folder: Path) -> None:
+    """A lone question runs on the spinning session over every core; one asked while others wait
+    runs on the one-thread session, created only then. The ranking must not depend on which: the
+    vectors are the same, bit for bit."""
+    export = load_export(model_folder)
+    assert export is not None
+    encoder = OnnxEncoder(export, INT8_FILE, threads=2)
+    texts = ["query: " + t for t in [*SENTENCES, *NASTY_TEXTS]]
+    alone = encoder.encode_queries(texts, alone=True)
+    assert encoder._single_session is None
+    first_crowded = encoder.encode_queries(texts, alone=False)  # on the query session: the other is being made
+    deadline = time.monotonic() + 60
+    while encoder._single_session is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert encoder._single_session is not None
+    crowded = encoder.encode_queries(texts, alone=False)
+    assert np.array_equal(alone, first_crowded)
+    assert alone.shape == (len(texts), export.dimension) and alone.dtype == np.float32
+    assert np.array_equal(alone, crowded)
+    assert np.array_equal(alone, encoder.encode(texts, batch_size=1))
+    assert encoder.encode_queries([], alone=True).shape == (0, export.dimension)
 
 
 def test_a_question_vector_is_the_same_whatever_it_is_embedded_beside(models: dict[str, EmbeddingModel]) -> None:
