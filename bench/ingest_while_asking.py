@@ -57,6 +57,7 @@ class Turns(Sharing):
     the waiting query thread, which could then starve for the whole document.)"""
 
     def __init__(self) -> None:
+        super().__init__()
         self._turn = threading.Condition()
         self._busy = False
         self._queries_waiting = 0
@@ -95,6 +96,7 @@ class WholeDocument(Sharing):
     """``whole-document`` (Tongwen before issue 8): one lock held for all of a document's passages."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
 
     @contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.ingest_while_asking import STRATEGIES
 from ingest.sources import Source
 from rag.embeddings import Sharing
 from rag.service import Tongwen
@@ -110,3 +111,14 @@ def test_a_question_is_told_whether_it_is_alone() -> None:
     # the first took its turn alone; of the two that waited, the first served had company
     assert told == [True, False, True]
     assert sharing._asking == 0
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_benchmarked_sharing_runs_an_ingest_and_a_question(name: str) -> None:
+    """The benchmark's alternatives subclass the sharing; each must still take every hook (one
+    lacked the counters the default's document hook keeps, and the benchmark crashed)."""
+    sharing = STRATEGIES[name]()
+    with sharing.document(), sharing.batch():
+        pass
+    with sharing.query() as alone:
+        assert alone is True
