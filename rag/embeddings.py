@@ -192,7 +192,7 @@ class EmbeddingModel:
         prompted = [self.query_prompt + t for t in texts]
         with self.sharing.query() as alone:
             encode_queries = getattr(self.model, "encode_queries", None)
-            if encode_queries is not None:  # ONNX: a session per load, see OnnxEncoder
+            if encode_queries is not None:  # ONNX: the session suits the load, see OnnxEncoder
                 return np.asarray(encode_queries(prompted, alone=bool(alone)), dtype=np.float32).reshape(len(texts), -1)
             return self._encode(prompted, batch_size=1)
 

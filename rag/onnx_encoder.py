@@ -82,7 +82,9 @@ class OnnxEncoder:
         self._tokenizer = load_tokenizer(export.folder, export.path(TOKENIZER_FILE))
         self.tokenizer = _TokenCounter(self._tokenizer)
         self.workers = threads or _usable_cpus()
-        self._session = self._new_session(threads, spinning=True)
+        # As many threads as CPUs this process may use, not onnxruntime's default (the machine's
+        # cores): threads that spin beyond a container's CPU set would only steal from each other.
+        self._session = self._new_session(self.workers, spinning=True)
         self._single_session: Any = None
         self._single_lock = threading.Lock()
         self._single_started = False

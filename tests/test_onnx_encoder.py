@@ -146,10 +146,22 @@ def test_a_question_gets_the_same_vector_alone_and_in_a_crowd(model_folder: Path
     assert encoder._single_session is not None
     crowded = encoder.encode_queries(texts, alone=False)
     assert np.array_equal(alone, first_crowded)
+    lone, crowd = encoder._session.get_session_options(), encoder._single_session.get_session_options()
+    assert (lone.intra_op_num_threads, lone.get_session_config_entry("session.intra_op.allow_spinning")) == (2, "1")
+    assert (crowd.intra_op_num_threads, crowd.get_session_config_entry("session.intra_op.allow_spinning")) == (1, "0")
     assert alone.shape == (len(texts), export.dimension) and alone.dtype == np.float32
     assert np.array_equal(alone, crowded)
     assert np.array_equal(alone, encoder.encode(texts, batch_size=1))
     assert encoder.encode_queries([], alone=True).shape == (0, export.dimension)
+
+
+def test_a_lone_question_spreads_over_the_cpus_this_process_may_use(model_folder: Path) -> None:
+    """Not onnxruntime's default (every core of the machine): in a container pinned to fewer CPUs,
+    spinning threads beyond them would only take turns on the same CPUs."""
+    export = load_export(model_folder)
+    assert export is not None
+    encoder = OnnxEncoder(export, INT8_FILE)
+    assert encoder._session.get_session_options().intra_op_num_threads == len(os.sched_getaffinity(0))
 
 
 def test_a_question_vector_is_the_same_whatever_it_is_embedded_beside(models: dict[str, EmbeddingModel]) -> None:
