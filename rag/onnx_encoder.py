@@ -52,8 +52,8 @@ class OnnxEncoder:
 
     * **A lone question** (one short text, latency): one run spread over every core, the worker
       threads spinning between the graph's ~300 small operators while the run lasts, where waking
-      a sleeping thread for each costs more than the operator (a ~30-token question in 4.6–5.1 ms
-      against 6.3–7.1 ms with sleeping workers, fresh processes alternating).
+      a sleeping thread for each costs more than the operator (a ~30-token question in 4.5–5.3 ms
+      against 6.3–7.2 ms with sleeping workers, fresh processes alternating).
     * **Passages** (many texts, throughput): each text its own run on the one-thread session,
       ``workers`` runs at once (:meth:`encode_passages`): 0.56–0.70 of the time of 16-passage
       batches on two threads. No padding, activations that fit in the core's cache, and no
