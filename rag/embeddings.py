@@ -193,7 +193,7 @@ class EmbeddingModel:
         with self.sharing.query() as alone:
             encode_queries = getattr(self.model, "encode_queries", None)
             if encode_queries is not None:  # ONNX: the session suits the load, see OnnxEncoder
-                return np.asarray(encode_queries(prompted, alone=bool(alone)), dtype=np.float32).reshape(len(texts), -1)
+                return encode_queries(prompted, alone=bool(alone))
             return self._encode(prompted, batch_size=1)
 
     def _encode(self, texts: list[str], passages: bool = False, batch_size: int | None = None) -> np.ndarray:

@@ -177,28 +177,28 @@ class OnnxEncoder:
     def encode_queries(self, texts: Sequence[str], alone: bool) -> np.ndarray:
         """Unit vectors of questions, one run per text: on every core when the question is
         ``alone``, else on the one-thread session (see the class notes)."""
-        session = self._session if alone else self._crowd_session()
-        out = np.empty((len(texts), self.export.dimension), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self._embed(session, [text])[0]
-        return out
+        return self._embed_each(self._session if alone else self._crowd_session(), texts, workers=1)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of ``texts``, one run per text on the one-thread session, ``workers`` at a
-        time, longest first so the last runs to finish are short ones."""
+        time."""
+        return self._embed_each(self._single(), texts, self.workers)
+
+    def _embed_each(self, session: Any, texts: Sequence[str], workers: int) -> np.ndarray:
+        """Unit vectors of ``texts``, one run per text on ``session``, ``workers`` runs at a time,
+        longest first so the last runs to finish are short ones."""
         texts = list(texts)
         out = np.empty((len(texts), self.export.dimension), dtype=np.float32)
-        session = self._single()
 
         def embed(i: int) -> None:
             out[i] = self._embed(session, [texts[i]])[0]
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        if self.workers <= 1 or len(texts) <= 1:
+        if workers <= 1 or len(texts) <= 1:
             for i in order:
                 embed(i)
             return out
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(texts))) as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, len(texts))) as pool:
             for _ in pool.map(embed, order):  # re-raises the first failure
                 pass
         return out
