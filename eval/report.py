@@ -10,7 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SYSTEM_ORDER = ("tongwen", "naive-langchain", "bigram-bm25")
+from eval.wrapped import WRAPPERS
+
+#: Tongwen asked every gold question inside each greeting and thanks of ``eval.wrapped``.
+WRAPPED = "tongwen, greeting + thanks"
+SYSTEM_ORDER = ("tongwen", WRAPPED, "naive-langchain", "bigram-bm25")
 README_START, README_END = "<!-- eval:start -->", "<!-- eval:end -->"
 
 
@@ -117,9 +121,21 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
+def wrapped_note(results: dict[str, Any]) -> str:
+    """What the greeting + thanks row is, with its share of moved evidence ("" before it existed)."""
+    if results.get("wrapped_moved") is None:
+        return ""
+    return (
+        f"`{WRAPPED}`: every question again inside each of {len(WRAPPERS)} greetings and thanks (`eval/wrapped.py`); "
+        f"the evidence moved to another rank than the bare question's for {results['wrapped_moved']:.3f} of them."
+    )
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nRetrieval ({results['answerable']} answerable gold questions × 2 scripts)")
     print(_text_table(RETRIEVAL_HEADER, retrieval_rows(results)))
+    if note := wrapped_note(results):
+        print(note.replace("`", ""))
     if results.get("retrieval_by_split"):
         print("\nRetrieval by split (tune: fusion weights chosen on; test: held out)")
         print(_text_table(RETRIEVAL_SPLIT_HEADER, retrieval_split_rows(results)))
@@ -272,6 +288,8 @@ def readme_section(results: dict[str, Any]) -> str:
         "",
         markdown_table(RETRIEVAL_HEADER, retrieval_rows(results)),
     ]
+    if note := wrapped_note(results):
+        parts += ["", note]
     backend = results.get("config", {}).get("backend", "")
     for key, caption, header, rows in _README_TABLES:
         if results.get(key):

@@ -22,7 +22,8 @@ from eval.baselines import BigramBM25, NaiveLangchain
 from eval.dialogue_run import dialogue_records, summarise_dialogues
 from eval.dialogues import DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
 from eval.gold import DEFAULT_GOLD, SPLITS, GoldItem, evidence_problems, load_gold
-from eval.report import print_table, update_readme, write_html
+from eval.report import WRAPPED, print_table, update_readme, write_html
+from eval.wrapped import WRAPPERS, moved, wrapped_search
 from ingest.load import load_document
 from rag.config import Settings
 from rag.service import Tongwen
@@ -289,6 +290,13 @@ def run_evaluation(
         all_records[name] = records
         results["retrieval"][name] = summarise_retrieval(records)
     tongwen_records = all_records["tongwen"]
+    wrapped = [
+        record
+        for wrapper in WRAPPERS
+        for record in retrieval_records(WRAPPED, wrapped_search(tongwen_search, wrapper), items, progress)
+    ]
+    results["retrieval"][WRAPPED] = summarise_retrieval(wrapped)
+    results["wrapped_moved"] = moved(tongwen_records, wrapped)
     results["retrieval_by_split"] = {
         split: summarise_retrieval([r for r in tongwen_records if r["split"] == split]) for split in SPLITS
     }

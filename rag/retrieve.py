@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingest.normalise import query_wordings
+from rag.courtesy import without_courtesy
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
 from rag.store.base import IndexVersion, ScoredPositions
@@ -60,7 +61,7 @@ class Query:
 
     @classmethod
     def from_question(cls, question: str) -> Query:
-        wordings = tuple(query_wordings(question).items())
+        wordings = tuple(query_wordings(without_courtesy(question)).items())
         variants = tuple(dict.fromkeys(text for _, text in wordings))
         tokens = tuple(dict.fromkeys(t for v in variants for t in tokenize(v)))
         bigrams = tuple(dict.fromkeys(b for v in variants for b in char_bigrams(v)))

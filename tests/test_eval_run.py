@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from eval.gold import DEFAULT_GOLD, load_gold
-from eval.report import README_END, README_START
+from eval.report import README_END, README_START, WRAPPED
 from eval.run import run_evaluation
+from eval.wrapped import WRAPPERS
 from rag.service import Tongwen
 from tests.conftest import SLICE
 
@@ -38,12 +39,15 @@ def test_results_cover_all_systems_and_both_scripts(first_run: tuple[int, Path])
     code, out = first_run
     assert code == 0
     results = json.loads((out / "results.json").read_text("utf-8"))
-    assert set(results["retrieval"]) == {"tongwen", "bigram-bm25", "naive-langchain"}
+    assert set(results["retrieval"]) == {"tongwen", WRAPPED, "bigram-bm25", "naive-langchain"}
     for system in results["retrieval"].values():
         for script in ("trad", "simp"):
             assert 0.0 <= system[script]["hit@5"] <= 1.0 and 0.0 <= system[script]["mrr@10"] <= 1.0
     tongwen = results["retrieval"]["tongwen"]
     assert tongwen["simp"]["hit@5"] >= 0.8 and tongwen["trad"]["hit@5"] >= 0.8
+    # Every question again in each wrapper; the greeting and thanks move few of them.
+    assert results["retrieval"][WRAPPED]["trad"]["n"] == len(WRAPPERS) * tongwen["trad"]["n"]
+    assert 0.0 <= results["wrapped_moved"] < 0.2
     # The unnormalised character-bigram baseline loses Simplified questions: the gap is the point.
     assert results["retrieval"]["bigram-bm25"]["simp"]["hit@5"] < tongwen["simp"]["hit@5"]
     answers = results["answers"]
