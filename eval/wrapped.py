@@ -1,15 +1,15 @@
 """The gold questions as a chatting reader types them: with a greeting before and thanks after.
 
 The gold questions are bare, so they never show what 「你好，想請問一下：…謝謝！」 does to retrieval
-(see ``rag.courtesy``). ``tongwen eval`` therefore asks Tongwen every answerable question again in
+(see ``rag.bare_question``). ``tongwen eval`` therefore asks Tongwen every answerable question again in
 each of these wrappers, converted to the question's script: the row ``tongwen, greeting + thanks``
 beside ``tongwen`` scores all of them together, and ``wrapped_moved`` is the share of wrapped
 questions whose evidence moved to another rank than the bare question's. A robust search scores
 the row as the bare questions and moves nothing.
 
-These wrappers are not only the phrases ``rag.courtesy`` was written from: they combine its words
-differently (您好 / 哈囉 at the start, 感謝您 at the end), and the last one ends with a phrase it
-does not take off at all (「先謝過了」), so the row also shows what is left over.
+These wrappers are not only the phrases ``rag.bare_question`` was written from: they combine its words
+differently (您好 / 哈囉 at the start, 「？？感謝您！」 at the end), and the last one ends with a
+phrase it does not take off at all (「先謝過了」), so the row also shows what is left over.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ WRAPPERS: tuple[Wrapper, ...] = (
     ("你好，想請問一下：", "謝謝！"),
     ("您好！麻煩幫我查一下，", "多謝"),
     ("哈囉，請教：", ""),
-    ("", "感謝您！"),
+    ("", "？？感謝您！"),
     ("請問", "先謝過了"),
 )
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from ingest.normalise import canonical, detect_script, to_script
+from rag.bare_question import bare_question
 from rag.store.keyword import posseg
 
 # 「那韓國呢？」「至於新加坡？」「還有日本嗎」「韓國呢」
@@ -176,6 +177,8 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
     previous = last_user_message(history)
     if previous is None:
         return None
+    # Read without greetings and thanks (rag.bare_question): 「謝謝！那韓國呢？」 is 「那韓國呢？」.
+    question, previous = bare_question(question), bare_question(previous)
     subject = elliptical_subject(question)
     if subject is None:
         return resolve_pronoun(question, previous)
@@ -194,7 +197,10 @@ def resolved_pronoun(question: str, history: Sequence[Mapping[str, str]]) -> str
     """The question with its pronoun replaced by the rules' trusted name (「這個品牌的…」 →
     「Chloé的…」), or None when the rules resolved no pronoun of it."""
     previous = last_user_message(history)
-    if previous is None or elliptical_subject(question) is not None:
+    if previous is None:
+        return None
+    question, previous = bare_question(question), bare_question(previous)
+    if elliptical_subject(question) is not None:
         return None
     resolved = resolve_pronoun(question, previous)
     return resolved[0] if resolved is not None and resolved[1] else None

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from ingest.normalise import Script, detect_script
 from ingest.sentences import split_sentences
+from rag.bare_question import bare_question
 from rag.store.records import ChunkRecord
 
 _CITATION = re.compile(r"\[\d{1,2}\]")
@@ -34,13 +35,16 @@ _ANSWER_LIKE = re.compile(r"根據文件|根据文件|文件中|沒有提到|没
 
 
 def leans_on_history(question: str) -> bool:
-    """Whether a follow-up needs the conversation to be understood."""
+    """Whether a follow-up needs the conversation to be understood (judged without the greeting or
+    thanks around it: 「謝謝！那第二場呢？」 leans on the conversation as 「那第二場呢？」 does)."""
+    question = bare_question(question)
     return len(question.strip()) <= SHORT_FOLLOW_UP or _LEANS.search(question) is not None
 
 
 def previous_questions(history: Sequence[Mapping[str, str]], turns: int = 2) -> list[str]:
-    """The last few user questions, most recent first."""
-    found = [str(m.get("content", "")).strip() for m in history if m.get("role") == "user"]
+    """The last few user questions, most recent first, without the greetings and thanks around
+    them (``rag.bare_question``): joined with a follow-up, they are searched."""
+    found = [bare_question(str(m.get("content", "")).strip()) for m in history if m.get("role") == "user"]
     return [q for q in reversed(found) if q][:turns]
 
 
@@ -70,6 +74,7 @@ def retrieval_queries(
     queries = [(asked, 1.0)]
     if not history or history_chars <= 0:
         return queries
+    asked = bare_question(asked)  # joined with the conversation, a greeting would sit in the middle
     leans = leans_on_history(asked)
     questions = "".join(previous_questions(history))[:history_chars]
     if questions:
@@ -116,7 +121,7 @@ def decision_text(asked: str, history: Sequence[Mapping[str, str]], understood: 
         return understood
     previous = previous_questions(history, 1)
     if previous and leans_on_history(asked):
-        return f"{previous[0]}{asked}"
+        return f"{previous[0]}{bare_question(asked)}"
     return asked
 
 

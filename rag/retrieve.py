@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingest.normalise import query_wordings
-from rag.courtesy import without_courtesy
+from rag.bare_question import bare_question
 from rag.embeddings import EmbeddingModel
 from rag.signals import BASE_SIGNALS, DEFAULT_WEIGHTS, extra_rankings, rrf
 from rag.store.base import IndexVersion, ScoredPositions
@@ -61,7 +61,7 @@ class Query:
 
     @classmethod
     def from_question(cls, question: str) -> Query:
-        wordings = tuple(query_wordings(without_courtesy(question)).items())
+        wordings = tuple(query_wordings(bare_question(question)).items())
         variants = tuple(dict.fromkeys(text for _, text in wordings))
         tokens = tuple(dict.fromkeys(t for v in variants for t in tokenize(v)))
         bigrams = tuple(dict.fromkeys(b for v in variants for b in char_bigrams(v)))

@@ -1,5 +1,5 @@
-"""Greetings and thanks around a question are taken off before it is searched (rag.courtesy), and
-`tongwen eval` scores the gold questions wrapped in them (eval.wrapped)."""
+"""Greetings, thanks and repeated marks around a question are taken off before it is searched
+(rag.bare_question), and `tongwen eval` scores the gold questions wrapped in them (eval.wrapped)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 from eval.gold import load_gold
 from eval.wrapped import WRAPPERS, moved, wrap
 from ingest.normalise import detect_script
-from rag.courtesy import without_courtesy
+from rag.bare_question import bare_question, without_courtesy
+from rag.condense import rewrite_by_rules
+from rag.followup import decision_text, leans_on_history, retrieval_queries
 from rag.retrieve import Query
 from rag.service import Tongwen
 from tests.conftest import SLICE
@@ -49,12 +51,25 @@ def test_everything_else_is_left_as_asked(asked: str) -> None:
     assert without_courtesy(asked) == asked
 
 
+@pytest.mark.parametrize(
+    ("asked", "bare"),
+    [
+        ("盧森堡的人口是多少？？", "盧森堡的人口是多少？"),
+        ("到底是哪一年？！！！", "到底是哪一年？！"),
+        ("您好，請問芯片出口多少？？？謝謝！！", "芯片出口多少？"),
+        ("第三次產業革命……是什麼", "第三次產業革命……是什麼"),  # an ellipsis is a mark of its own
+    ],
+)
+def test_repeated_marks_are_one_mark(asked: str, bare: str) -> None:
+    assert bare_question(asked) == bare
+
+
 def test_a_wrapped_question_is_searched_as_the_bare_one() -> None:
     """Same words, bigrams and wordings: the wrapper reaches no ranking."""
     for item in load_gold()[:40]:
         for script in ("trad", "simp"):
             bare = item.question(script)
-            for before, after in (("你好，想請問一下：", "謝謝！"), ("您好！麻煩幫我查一下，", "多謝")):
+            for before, after in (("你好，想請問一下：", "謝謝！"), ("您好！麻煩幫我查一下，", "？？多謝")):
                 assert Query.from_question(before + bare + after) == Query.from_question(bare)
 
 
@@ -69,6 +84,19 @@ def test_wrapped_gold_questions_retrieve_what_the_bare_ones_do(service: Tongwen)
             bare = item.question(script)
             asked = f"哈囉，請問一下：{bare}感謝您！"
             assert [s.id for s in service.retrieve(asked, 5)] == [s.id for s in service.retrieve(bare, 5)]
+
+
+@pytest.mark.both_stores
+def test_a_wrapped_question_gets_the_bare_questions_answer(service: Tongwen) -> None:
+    """End to end through the answer chain: the same sources, decision and quoted answer; only
+    ``asked`` keeps what was typed."""
+    item = next(i for i in load_gold() if i.doc in SLICE and i.answerable)
+    for script in ("trad", "simp"):
+        bare = item.question(script)
+        asked = f"你好，想請問一下：{bare}謝謝！"
+        plain, wrapped_answer = service.ask(bare), service.ask(asked)
+        assert [s.id for s in wrapped_answer.sources] == [s.id for s in plain.sources]
+        assert (wrapped_answer.found, wrapped_answer.answer) == (plain.found, plain.answer)
 
 
 def test_eval_wrappers_keep_the_question_and_its_script() -> None:
@@ -93,3 +121,27 @@ def test_moved_counts_the_wrapped_questions_whose_evidence_changed_rank() -> Non
         {"id": "g1", "script": "simp", "relevant": [False, True]},  # found now
     ]
     assert moved(bare, wrapped_records) == 0.5
+
+
+_HISTORY = [
+    {"role": "user", "content": "你好，請問台積電在美國的投資有多少？謝謝！"},
+    {"role": "assistant", "content": "根據文件：「台積電宣布在美國亞利桑那州投資120億美元」[1]。"},
+]
+_BARE_HISTORY = [
+    {"role": "user", "content": "台積電在美國的投資有多少？"},
+    _HISTORY[1],
+]
+
+
+@pytest.mark.parametrize("follow_up", ["謝謝！那韓國呢？", "謝謝您，請問它在日本呢？多謝"])
+def test_a_follow_up_is_read_without_the_greetings_around_it(follow_up: str) -> None:
+    """A follow-up and the question before it, each inside courtesy, are rewritten, judged and
+    searched as the bare ones: the thanks would otherwise sit in the middle of the joined query."""
+    bare = bare_question(follow_up)
+    assert leans_on_history(follow_up) and leans_on_history(bare)
+    assert rewrite_by_rules(follow_up, _HISTORY) == rewrite_by_rules(bare, _BARE_HISTORY)
+    assert rewrite_by_rules(follow_up, _HISTORY) is not None
+    joined = [text for text, _ in retrieval_queries(follow_up, _HISTORY, 400)[1:]]
+    assert joined == [text for text, _ in retrieval_queries(bare, _BARE_HISTORY, 400)[1:]]
+    assert all("謝" not in text and "你好" not in text for text in joined)
+    assert decision_text(follow_up, _HISTORY, None) == decision_text(bare, _BARE_HISTORY, None)

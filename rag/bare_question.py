@@ -1,4 +1,4 @@
-"""Greetings and thanks around a question: said to the chatbot, not asked of the documents.
+"""The question without what a reader says around it: greetings, thanks and repeated marks.
 
 A reader types 「你好，想請問一下：盧森堡是在什麼時候發布…？謝謝！」 as often as the bare question.
 The wrapper is not about anything, yet it steers every ranking: 謝謝 and 你好 are rare in policy
@@ -12,6 +12,10 @@ Only a greeting, thanks or a request to ask at the very start, and thanks at the
 taken off; the same words inside a question (「演講者請問了哪些問題」) stay. A message that is
 nothing but courtesy (「謝謝！」) is left as it is, so the chain still sees what was said. Only the
 search sees the bare question (``rag.retrieve.Query``): the answer still shows what was asked.
+
+Repeated marks (「？？」, 「！！！」) are emphasis, not content; the keyword sides never saw them, but
+the question's vector did, and a doubled question mark moved the evidence of 11 of the 384 gold
+questions to another rank. A run of one mark becomes one mark.
 """
 
 from __future__ import annotations
@@ -50,7 +54,15 @@ def _without_thanks(question: str) -> str:
     return body[: len(body) - len(thanks.group())].rstrip(_BEFORE_THANKS) if thanks else question
 
 
+_REPEATED_MARK = re.compile(r"([?？!！。.,，~～、])\1+")
+
+
 def without_courtesy(question: str) -> str:
     """``question`` without a leading greeting, thanks or request to ask and without trailing thanks."""
     bare = _LEADING.sub("", _without_thanks(question), count=1)
     return bare if len(bare.strip()) >= _SHORTEST_QUESTION else question
+
+
+def bare_question(question: str) -> str:
+    """What is searched for ``question``: without courtesy, each run of one mark made one mark."""
+    return _REPEATED_MARK.sub(r"\1", without_courtesy(question))
