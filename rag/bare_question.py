@@ -1,4 +1,5 @@
-"""The question without what a reader says around it: greetings, thanks and repeated marks.
+"""The question without what a reader says around it: greetings, thanks, a clause about the
+reader, repeated marks.
 
 A reader types 「你好，想請問一下：盧森堡是在什麼時候發布…？謝謝！」 as often as the bare question.
 The wrapper is not about anything, yet it steers every ranking: 謝謝 and 你好 are rare in policy
@@ -13,6 +14,13 @@ taken off; the same words inside a question (「演講者請問了哪些問題�
 nothing but courtesy (「謝謝！」) is left as it is, so the chain still sees what was said. Only the
 search sees the bare question (``rag.retrieve.Query``): the answer still shows what was asked.
 
+A leading clause about the reader rather than the documents (「我在看這份報告，」, 「根據文件，」,
+「老闆要我整理重點：」) moves rankings the same way. It is told from a clause that carries the topic
+(「在美國商務部列出的14類關鍵技術出口管制清單中，」) by its words: only a clause whose every word
+is in ``rag/reader_words.txt`` or the question scaffolding (``rag/stopwords.txt``) is taken off.
+A closed list misses clauses it has no word for; ``python -m eval.prefixes`` measures how many, on
+clauses written by someone who never saw the list (README, Evaluation).
+
 Repeated marks (「？？」, 「！！！」) are emphasis, not content; the keyword sides never saw them, but
 the question's vector did, and a doubled question mark moved the evidence of 11 of the 384 gold
 questions to another rank. A run of one mark becomes one mark.
@@ -21,6 +29,10 @@ questions to another rank. A run of one mark becomes one mark.
 from __future__ import annotations
 
 import re
+
+from ingest.normalise import canonical
+from rag.store.keyword import tokenize
+from rag.wordlists import word_list
 
 _GREETING = r"(?:你好|您好|哈[囉喽啰]|嗨|hi|hello|hey|老[師师]好|大家好|早安|午安|晚安)"
 #: 「請問」, 「想請教一下」, 「我想知道」, 「麻煩幫我查一下」: asking to ask.
@@ -55,6 +67,27 @@ def _without_thanks(question: str) -> str:
 
 
 _REPEATED_MARK = re.compile(r"([?？!！。.,，~～、])\1+")
+#: The end of a leading clause.
+_CLAUSE_END = re.compile(r"[，,：:；;]")
+
+
+def _about_the_reader(clause: str) -> bool:
+    """Whether a clause says only who reads, what they do with the documents or which document:
+    every word in ``rag/reader_words.txt`` or the question scaffolding, one of them the former."""
+    reader, scaffolding = word_list("reader_words.txt"), word_list("stopwords.txt")
+    words = tokenize(canonical(clause))
+    return bool(words) and all(w in reader or w in scaffolding for w in words) and any(w in reader for w in words)
+
+
+def without_reader_clauses(question: str) -> str:
+    """``question`` without the leading clauses about the reader (「我在看這份報告，」, 「根據文件，」,
+    「老闆要我整理重點：」); a clause naming anything else (「根據回流倡議組織的統計，」) stops it."""
+    while (end := _CLAUSE_END.search(question)) is not None:
+        rest = question[end.end() :].lstrip()
+        if len(rest) < _SHORTEST_QUESTION or not _about_the_reader(question[: end.start()]):
+            break
+        question = rest
+    return question
 
 
 def without_courtesy(question: str) -> str:
@@ -64,5 +97,7 @@ def without_courtesy(question: str) -> str:
 
 
 def bare_question(question: str) -> str:
-    """What is searched for ``question``: without courtesy, each run of one mark made one mark."""
-    return _REPEATED_MARK.sub(r"\1", without_courtesy(question))
+    """What is searched for ``question``: without courtesy and clauses about the reader (a request
+    to ask may follow them: 「我在看這份報告，想問一下：…」), each run of one mark made one mark."""
+    bare = without_courtesy(without_reader_clauses(without_courtesy(question)))
+    return _REPEATED_MARK.sub(r"\1", bare)

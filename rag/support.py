@@ -22,20 +22,17 @@ import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
 from rag.store.derived import derived
 from rag.store.keyword import posseg, tokenize
+from rag.wordlists import word_list
 
 
-@lru_cache(maxsize=1)
 def stopwords() -> frozenset[str]:
     """Question scaffolding in canonical (Simplified) form: carries no topic, so it must not count."""
-    text = resources.files("rag").joinpath("stopwords.txt").read_text("utf-8")
-    lines = (line for line in text.splitlines() if not line.startswith("#"))
-    return frozenset(word for line in lines for word in line.split())
+    return word_list("stopwords.txt")
 
 
 def content_tokens(query_variant: str) -> list[str]:

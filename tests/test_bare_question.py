@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from eval.gold import load_gold
+from eval.prefixes import TOPIC_PREFIXES, read_prefixes, taken_off
 from eval.wrapped import WRAPPERS, moved, wrap
 from ingest.normalise import detect_script
 from rag.bare_question import bare_question, without_courtesy
@@ -62,6 +63,44 @@ def test_everything_else_is_left_as_asked(asked: str) -> None:
 )
 def test_repeated_marks_are_one_mark(asked: str, bare: str) -> None:
     assert bare_question(asked) == bare
+
+
+@pytest.mark.parametrize(
+    ("asked", "bare"),
+    [
+        ("我在看這份報告，盧森堡的人口是多少？", "盧森堡的人口是多少？"),
+        ("根據文件，芯片出口多少？", "芯片出口多少？"),
+        ("老闆要我整理重點：SoC 屬於哪一類？", "SoC 屬於哪一類？"),
+        ("你好，我在看这份报告，想问一下：SoC 属于哪一类？谢谢", "SoC 属于哪一类？"),
+        ("报告提到，外国专业人才要到台湾工作，月薪至少要达到多少？", "外国专业人才要到台湾工作，月薪至少要达到多少？"),
+    ],
+)
+def test_leading_clauses_about_the_reader_are_taken_off(asked: str, bare: str) -> None:
+    assert bare_question(asked) == bare
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "根據回流倡議組織的統計，企業最常提到的吸引因素是什麼？",  # names a source in the documents
+        "在美國商務部列出的14類關鍵技術出口管制清單中，SoC被歸在哪一類技術？",
+        "我國相關法令，對公司組織有何規定？",  # 我國 is Taiwan, not the reader
+        "相比之下，哪一年的規模比較大？",  # scaffolding only, nothing about the reader
+        "我在看這份報告，呢？",  # too little left: kept whole
+    ],
+)
+def test_clauses_that_name_a_topic_stay(asked: str) -> None:
+    assert bare_question(asked) == asked
+
+
+def test_no_topic_clause_of_the_eval_set_is_taken_off() -> None:
+    """The 20 clauses a helper session wrote to name a topic (eval/gold/topic_prefixes.txt): a word
+    added to rag/reader_words.txt that one of them uses would make this fail."""
+    topics = read_prefixes(TOPIC_PREFIXES)
+    assert len(topics) == 20
+    question = "盧森堡的人口是多少？"
+    assert [p for p in topics if bare_question(p + question) != p + question] == []
+    assert taken_off("我在看這份報告，") and not taken_off(topics[0])
 
 
 def test_a_wrapped_question_is_searched_as_the_bare_one() -> None:
