@@ -42,7 +42,10 @@ _ASKING = (
     r"|麻[煩烦](?:你|您)?(?:[幫帮](?:我|忙))?(?:[看查問问]一下)?"
     r"|[幫帮](?:我|忙)[看查問问](?:一下)?)"
 )
-_THANKS = r"(?:(?:[謝谢][謝谢]|多[謝谢]|感[謝谢])(?:你|您|老[師师])?|thanks?(?: you)?)"
+_THANKS = (
+    r"(?:(?:[謝谢][謝谢]|多[謝谢]|感[謝谢])(?:你|您|老[師师])?(?:的(?:回答|解答|[說说]明|[幫帮]忙|[協协]助))?"
+    r"|thanks?(?: you)?)"
+)
 #: A greeting, or thanks for the last answer (「謝謝！那第二場呢？」), set off by punctuation or
 #: followed by a request to ask; then the request to ask.
 _LEADING = re.compile(
@@ -94,6 +97,29 @@ def without_courtesy(question: str) -> str:
     """``question`` without a leading greeting, thanks or request to ask and without trailing thanks."""
     bare = _LEADING.sub("", _without_thanks(question), count=1)
     return bare if len(bare.strip()) >= _SHORTEST_QUESTION else question
+
+
+#: Saying one has read the answer: 「好的」, 「了解了」, 「原來如此」, 「OK」.
+_ACKNOWLEDGEMENT = (
+    r"(?:好的?|好[喔哦啊呀]|了解了?|明白了?|知道了|懂了|收到|ok(?:ay)?|嗯+|原[來来]如此|[沒没]問題|[沒没]问题"
+    r"|太好了|不[錯错]|辛苦了|[讚赞])"
+)
+_SMALL_TALK_PART = rf"(?:{_GREETING}|{_THANKS}|{_ACKNOWLEDGEMENT})"
+_SMALL_TALK = re.compile(rf"^\s*(?:{_SMALL_TALK_PART}[\s,，、!！.。~～]*)+$", re.IGNORECASE)
+_IS_THANKS = re.compile(_THANKS, re.IGNORECASE)
+_IS_GREETING = re.compile(_GREETING, re.IGNORECASE)
+
+
+def small_talk(message: str) -> str | None:
+    """``thanks``, ``greeting`` or ``acknowledgement`` when the whole message is only that (「謝謝！」,
+    「你好」, 「好的，了解了」), else None. Such a message asks the documents nothing: searched, 「謝謝」
+    was refused with five unrelated sources, and 「好的，了解了」 was "answered" with a quote about
+    smart manufacturing."""
+    if len(message) > 40 or not _SMALL_TALK.match(message):
+        return None
+    if _IS_THANKS.search(message):
+        return "thanks"
+    return "greeting" if _IS_GREETING.search(message) else "acknowledgement"
 
 
 def bare_question(question: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from ingest.normalise import Script, canonical, detect_script, stream_to_script, to_script
+from rag.bare_question import small_talk
 from rag.cite import CITATION, citations_for, cite_as_streamed, cite_by_overlap, has_content
 from rag.condense import history_text, last_user_message, resolved_pronoun, rewrite_by_rules
 from rag.config import Settings
@@ -66,6 +67,7 @@ class Turn:
     hits: list[Hit] = field(default_factory=list)
     support: float = 0.0
     missing: list[str] = field(default_factory=list)  # numbers/units/nouns asked for that no source has
+    small_talk: str | None = None  # thanks, a greeting or an acknowledgement: nothing to search
     found: bool = False
     weights: tuple[dict[str, float], ...] = ()
     backend: str = ""
@@ -107,7 +109,8 @@ class AnswerChain:
         if turn.script == "neutral" and turn.history:
             previous = last_user_message(turn.history)
             turn.script = detect_script(previous) if previous else "neutral"
-        turn.question = self.condense(turn)
+        turn.small_talk = small_talk(turn.asked)
+        turn.question = turn.asked if turn.small_talk else self.condense(turn)
         turn.timings["condense"] = time.perf_counter() - started
         return turn
 
@@ -138,6 +141,9 @@ class AnswerChain:
         """Search the question and, for a follow-up, the question joined with the conversation;
         fuse the rankings (see :mod:`rag.followup`)."""
         started = time.perf_counter()
+        if turn.small_talk:  # 「謝謝！」 asks the documents nothing
+            turn.query = Query.from_question(turn.asked)
+            return turn
         understood = turn.question if turn.question != turn.asked else None
         turn.searches = retrieval_queries(turn.asked, turn.history, self.settings.history_chars, understood)
         turn.query = Query.from_question(decision_text(turn.asked, turn.history, understood))
@@ -184,6 +190,9 @@ class AnswerChain:
 
     def decide(self, turn: Turn) -> Turn:
         assert turn.query is not None
+        if turn.small_talk:
+            turn.found = False
+            return turn
         asked = Query.from_question(turn.asked)
         follow_up = bool(turn.history) and turn.query.variants[0] != asked.variants[0]
         context = canonical("".join(str(m.get("content", "")) for m in turn.history)) if follow_up else ""
@@ -264,7 +273,10 @@ class AnswerChain:
         turn.backend = self.generator.name
         if not turn.found:
             turn.timings["generate"] = time.perf_counter() - started
-            yield load_prompt("refusal", turn.script).format(question=turn.question)
+            if turn.small_talk:
+                yield load_prompt(f"small_talk_{turn.small_talk}", turn.script)
+            else:
+                yield load_prompt("refusal", turn.script).format(question=turn.question)
             return
         request = AnswerRequest(turn.question, turn.script, turn.hits, turn.weights, turn.history, turn.options)
         if turn.backend == "extractive":

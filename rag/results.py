@@ -110,6 +110,11 @@ class Answer(BaseModel):
     sources: list[Source]
     citations: list[Citation]
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per chain step.")
+    small_talk: str | None = Field(
+        default=None,
+        description="`thanks`, `greeting` or `acknowledgement` when the message asked the documents "
+        "nothing (「謝謝！」): no search was made and the answer is a short reply.",
+    )
 
     @classmethod
     def from_turn(cls, turn: Turn, titles: Mapping[str, str]) -> Self:
@@ -128,6 +133,7 @@ class Answer(BaseModel):
             sources=numbered(turn.hits, titles),
             citations=list(turn.citations),
             timings={k: round(v * 1000, 1) for k, v in turn.timings.items()},
+            small_talk=turn.small_talk,
         )
 
 

@@ -94,6 +94,14 @@ def test_ask(url):
     assert "retrieve" in body["timings"]
 
 
+def test_thanks_get_a_reply_and_no_sources(url):
+    body = httpx.post(f"{url}/api/ask", json={"question": "谢谢！"}, timeout=60).json()
+    assert (body["small_talk"], body["found"], body["sources"], body["script"]) == ("thanks", False, [], "simplified")
+    assert body["answer"].startswith("不客气")
+    asked = httpx.post(f"{url}/api/ask", json={"question": QUESTION_SIMP, "llm": "extractive"}, timeout=60).json()
+    assert asked["small_talk"] is None
+
+
 def _sse_events(text: str) -> list[tuple[str, dict]]:
     events = []
     for block in text.strip().split("\n\n"):

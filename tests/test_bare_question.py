@@ -9,9 +9,10 @@ from eval.gold import load_gold
 from eval.prefixes import TOPIC_PREFIXES, read_prefixes, taken_off
 from eval.wrapped import WRAPPERS, moved, wrap
 from ingest.normalise import detect_script
-from rag.bare_question import bare_question, without_courtesy
+from rag.bare_question import bare_question, small_talk, without_courtesy
 from rag.condense import rewrite_by_rules
 from rag.followup import decision_text, leans_on_history, retrieval_queries
+from rag.prompts import load_prompt
 from rag.retrieve import Query
 from rag.service import Tongwen
 from tests.conftest import SLICE
@@ -184,3 +185,43 @@ def test_a_follow_up_is_read_without_the_greetings_around_it(follow_up: str) -> 
     assert joined == [text for text, _ in retrieval_queries(bare, _BARE_HISTORY, 400)[1:]]
     assert all("謝" not in text and "你好" not in text for text in joined)
     assert decision_text(follow_up, _HISTORY, None) == decision_text(bare, _BARE_HISTORY, None)
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("謝謝！", "thanks"),
+        ("谢谢你的回答", "thanks"),
+        ("您好，謝謝老師！", "thanks"),
+        ("你好", "greeting"),
+        ("Hello!", "greeting"),
+        ("好的，了解了", "acknowledgement"),
+        ("OK", "acknowledgement"),
+        ("原来如此", "acknowledgement"),
+        ("好的，那韓國呢？", None),  # a follow-up
+        ("你好，盧森堡人口多少？", None),  # a question behind a greeting
+        ("感謝函的格式是什麼？", None),
+        ("好消息是什麼？", None),
+    ],
+)
+def test_small_talk_is_told_from_questions(message: str, kind: str | None) -> None:
+    assert small_talk(message) == kind
+
+
+@pytest.mark.both_stores
+def test_small_talk_gets_a_reply_in_its_script_without_a_search(service: Tongwen) -> None:
+    """Searched, 「謝謝！」 was refused with five unrelated sources and 「好的，了解了」 was answered
+    with a quote; now they get a reply and no sources, streamed or not."""
+    thanks = service.ask("謝謝！")
+    assert (thanks.found, thanks.sources, thanks.citations) == (False, [], [])
+    assert thanks.answer == load_prompt("small_talk_thanks", "traditional")
+    understood = service.ask("好的，了解了")
+    assert understood.answer == load_prompt("small_talk_acknowledgement", "simplified") and not understood.sources
+    history = [
+        {"role": "user", "content": "卢森堡的人口有多少？"},
+        {"role": "assistant", "content": "根据文件：「卢森堡大公国的总人口雖然仅有50余万人」[1]。"},
+    ]
+    ok = service.ask("OK", history=history)  # no script of its own: the conversation's
+    assert ok.answer == load_prompt("small_talk_acknowledgement", "simplified") and not ok.sources
+    events = list(service.ask_stream("你好"))
+    assert events[0].sources == [] and events[-1].answer == load_prompt("small_talk_greeting", "traditional")

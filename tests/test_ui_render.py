@@ -159,3 +159,16 @@ def test_a_stored_turn_reads_back_typed_even_when_old_or_damaged(result: Answer)
     old = AnswerView.read({"answer": "舊答案", "stopped": True, "error": "逾時", "timings": "broken", "sources": [1]})
     assert (old.answer, old.error, old.sources, old.timings) == ("舊答案", "逾時", [], {})
     assert AnswerView.read("not a dict") == AnswerView()
+
+
+def test_small_talk_is_not_shown_as_a_refusal(service: Tongwen) -> None:
+    """「謝謝！」 gets the reply and a note that the documents were not consulted: not the
+    「沒有找到答案，以下是最接近的段落」 warning of a refusal, and not 「沒有檢索到任何段落」."""
+    thanks = service.ask("謝謝！")
+    panel = sources_panel(thanks, state="final", turn=1, script="traditional")
+    assert t("small_talk", "traditional") in panel
+    assert "tw-notfound" not in panel and t("no_passages", "traditional") not in panel
+    refused = sources_panel(service.ask("盧森堡的失業率是多少？"), state="final", turn=2, script="traditional")
+    assert "tw-notfound" in refused and t("small_talk", "traditional") not in refused
+    stored = convs.kept_result(thanks)
+    assert AnswerView.read(stored).small_talk == "thanks", "a restored turn is still small talk"

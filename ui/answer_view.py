@@ -34,6 +34,7 @@ class AnswerView(BaseModel):
     sources: list[Source] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    small_talk: str | None = Field(default=None, description="Set when the message asked nothing of the documents.")
     typed: str = Field(default="", description="The question as the reader typed it (stored turns).")
     error: str | None = None
 

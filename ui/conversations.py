@@ -23,7 +23,17 @@ from ui.render import bot_message, user_message
 
 MAX_CONVERSATIONS = 30  # the browser's storage is small (about 5 MB per site)
 TITLE_CHARS = 24
-KEPT_RESULT_KEYS = ("answer", "found", "question", "backend", "notes", "sources", "citations", "timings")
+KEPT_RESULT_KEYS = (
+    "answer",
+    "found",
+    "question",
+    "backend",
+    "notes",
+    "sources",
+    "citations",
+    "timings",
+    "small_talk",
+)
 
 Store = dict[str, Any]
 Conversation = dict[str, Any]

@@ -84,6 +84,7 @@ STRINGS: dict[str, str] = {
     "sources_heading": "來源（{n}）",
     "no_passages": "沒有檢索到任何段落。",
     "not_found": "文件中沒有找到答案。以下是最接近的段落，供您自行查閱。",
+    "small_talk": "這則訊息沒有問到文件的內容，所以沒有查閱文件。",
     "condensed": "已理解為：{question}",
     "generating": "正在生成回答…",
     "backend_used": "生成方式：{backend}",

@@ -223,7 +223,9 @@ def sources_panel(
     condensed = result.question.strip()
     if condensed and typed and condensed != typed.strip():
         out.append(f'<div class="tw-note tw-condensed">{t("condensed", script, question=html.escape(condensed))}</div>')
-    if state == "final" and not result.found and not error:
+    if state == "final" and result.small_talk and not error:
+        out.append(f'<div class="tw-note tw-smalltalk">{t("small_talk", script)}</div>')
+    elif state == "final" and not result.found and not error:
         out.append(f'<div class="tw-note tw-warn tw-notfound">{t("not_found", script)}</div>')
     if state == "final" and result.backend == "extractive" and result.found:
         out.append(f'<div class="tw-note tw-extractive">{t("extractive_note", script)}</div>')
@@ -237,7 +239,7 @@ def sources_panel(
         out.append(f'<p class="tw-meta">{"　·　".join(meta)}</p>')
     if sources:
         out.append(f"<h4>{t('sources_heading', script, n=len(sources))}</h4>")
-    elif state not in ("error", "pending"):
+    elif state not in ("error", "pending") and not result.small_talk:
         out.append(f'<p class="tw-empty">{t("no_passages", script)}</p>')
     out.append(source_items(result, turn, script, "tw-src"))
     out.append("</div>")
