@@ -46,10 +46,17 @@ _THANKS = (
     r"(?:(?:[謝谢][謝谢]|多[謝谢]|感[謝谢])(?:你|您|老[師师])?(?:的(?:回答|解答|[說说]明|[幫帮]忙|[協协]助))?"
     r"|thanks?(?: you)?)"
 )
-#: A greeting, or thanks for the last answer (「謝謝！那第二場呢？」), set off by punctuation or
-#: followed by a request to ask; then the request to ask.
+#: Saying one has read the answer: 「好的」, 「了解了」, 「原來如此」, 「OK」.
+_ACKNOWLEDGEMENT = (
+    r"(?:好的?|好[喔哦啊呀]|了解了?|明白了?|知道了|懂了|收到|ok(?:ay)?|嗯+|原[來来]如此|[沒没]問題|[沒没]问题"
+    r"|太好了|不[錯错]|辛苦了|[讚赞])"
+)
+#: A greeting, thanks for the last answer (「謝謝！那第二場呢？」) or an acknowledgement of it
+#: (「好的，那韓國呢？」), set off by punctuation, or a greeting or thanks followed by a request to ask;
+#: then the request to ask.
 _LEADING = re.compile(
-    rf"^\s*(?:(?:{_GREETING}|{_THANKS})(?:\s*[,，、!！.。~～]+\s*|(?={_ASKING})))?(?:{_ASKING}[\s,，、:：]*)?",
+    rf"^\s*(?:{_ACKNOWLEDGEMENT}\s*[,，、!！.。~～]+\s*)?"
+    rf"(?:(?:{_GREETING}|{_THANKS})(?:\s*[,，、!！.。~～]+\s*|(?={_ASKING})))?(?:{_ASKING}[\s,，、:：]*)?",
     re.IGNORECASE,
 )
 _ENDS_WITH_THANKS = re.compile(rf"{_THANKS}$", re.IGNORECASE)
@@ -99,11 +106,6 @@ def without_courtesy(question: str) -> str:
     return bare if len(bare.strip()) >= _SHORTEST_QUESTION else question
 
 
-#: Saying one has read the answer: 「好的」, 「了解了」, 「原來如此」, 「OK」.
-_ACKNOWLEDGEMENT = (
-    r"(?:好的?|好[喔哦啊呀]|了解了?|明白了?|知道了|懂了|收到|ok(?:ay)?|嗯+|原[來来]如此|[沒没]問題|[沒没]问题"
-    r"|太好了|不[錯错]|辛苦了|[讚赞])"
-)
 _SMALL_TALK_PART = rf"(?:{_GREETING}|{_THANKS}|{_ACKNOWLEDGEMENT})"
 _SMALL_TALK = re.compile(rf"^\s*(?:{_SMALL_TALK_PART}[\s,，、!！.。~～]*)+$", re.IGNORECASE)
 _IS_THANKS = re.compile(_THANKS, re.IGNORECASE)

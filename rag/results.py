@@ -148,6 +148,7 @@ class QuestionEvent(BaseModel):
     question: str
     found: bool
     sources: list[Source]
+    small_talk: str | None = Field(default=None, description="As in the final answer: set when nothing was searched.")
 
 
 class TokenEvent(BaseModel):

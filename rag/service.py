@@ -327,7 +327,9 @@ class Tongwen:
         turn = Turn(question, list(history), top_k or self.settings.top_k, options or GenerationOptions())
         turn = chain.before_generation().invoke(turn)
         titles = titles_of(chain.snapshot)
-        yield QuestionEvent(question=turn.question, found=turn.found, sources=numbered(turn.hits, titles))
+        yield QuestionEvent(
+            question=turn.question, found=turn.found, sources=numbered(turn.hits, titles), small_talk=turn.small_talk
+        )
         pieces = []
         for piece in chain.stream_answer(turn):
             pieces.append(piece)

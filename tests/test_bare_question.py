@@ -30,6 +30,8 @@ from tests.conftest import SLICE
         ("我想知道盧森堡的人口", "盧森堡的人口"),
         ("你好请问卢森堡人口多少", "卢森堡人口多少"),
         ("謝謝！那第二場座談會在哪裡舉行？", "那第二場座談會在哪裡舉行？"),
+        ("好的，那韓國呢？", "那韓國呢？"),
+        ("了解了。謝謝！那第二場座談會在哪裡舉行？", "那第二場座談會在哪裡舉行？"),
         ("谢谢，请问芯片出口呢", "芯片出口呢"),
     ],
 )
@@ -173,7 +175,7 @@ _BARE_HISTORY = [
 ]
 
 
-@pytest.mark.parametrize("follow_up", ["謝謝！那韓國呢？", "謝謝您，請問它在日本呢？多謝"])
+@pytest.mark.parametrize("follow_up", ["謝謝！那韓國呢？", "謝謝您，請問它在日本呢？多謝", "好的，那韓國呢？"])
 def test_a_follow_up_is_read_without_the_greetings_around_it(follow_up: str) -> None:
     """A follow-up and the question before it, each inside courtesy, are rewritten, judged and
     searched as the bare ones: the thanks would otherwise sit in the middle of the joined query."""
@@ -225,3 +227,4 @@ def test_small_talk_gets_a_reply_in_its_script_without_a_search(service: Tongwen
     assert ok.answer == load_prompt("small_talk_acknowledgement", "simplified") and not ok.sources
     events = list(service.ask_stream("你好"))
     assert events[0].sources == [] and events[-1].answer == load_prompt("small_talk_greeting", "traditional")
+    assert events[0].small_talk == events[-1].small_talk == "greeting"
