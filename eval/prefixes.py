@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eval import metrics as m
 from eval.gold import DEFAULT_GOLD, load_gold
-from eval.run import Search, retrieval_records
-from eval.wrapped import moved
-from ingest.normalise import detect_script, to_script
+from eval.run import retrieval_records
+from eval.wrapped import Search, moved, wrapped_search
 from rag.bare_question import bare_question
 from rag.config import Settings
 from rag.service import Tongwen
@@ -53,12 +53,8 @@ def taken_off(prefix: str) -> bool:
     return bare_question(prefix + _PROBE) == _PROBE
 
 
-def _behind(prefix: str, search: Search) -> Search:
-    return lambda question, k: search(to_script(prefix, detect_script(question)) + question, k)
-
-
-def _hit1(records: Sequence[dict]) -> float:
-    return sum(bool(r["relevant"]) and r["relevant"][0] for r in records) / max(1, len(records))
+def _hit1(records: Sequence[dict]) -> float | None:
+    return m.mean_or_none(m.hit_at_k(r["relevant"], 1) for r in records)
 
 
 def score(search: Search, questions: int | None = None, seed: int = 5) -> dict[str, Any]:
@@ -69,7 +65,7 @@ def score(search: Search, questions: int | None = None, seed: int = 5) -> dict[s
     bare = retrieval_records("bare", search, items, False)
     out: dict[str, Any] = {"questions": len(items), "bare hit@1": _hit1(bare)}
     for name, prefixes in prefix_sets().items():
-        records = [r for p in prefixes for r in retrieval_records(name, _behind(p, search), items, False)]
+        records = [r for p in prefixes for r in retrieval_records(name, wrapped_search(search, (p, "")), items, False)]
         out[name] = {
             "clauses": len(prefixes),
             "taken off": sum(taken_off(p) for p in prefixes) / len(prefixes),

@@ -23,14 +23,13 @@ from eval.dialogue_run import dialogue_records, summarise_dialogues
 from eval.dialogues import DEFAULT_DIALOGUES, dialogue_problems, load_dialogues
 from eval.gold import DEFAULT_GOLD, SPLITS, GoldItem, evidence_problems, load_gold
 from eval.report import WRAPPED, print_table, update_readme, write_html
-from eval.wrapped import WRAPPERS, moved, wrapped_search
+from eval.wrapped import WRAPPERS, Search, moved, wrapped_search
 from ingest.load import load_document
 from rag.config import Settings
 from rag.service import Tongwen
 
 SCRIPTS = ("trad", "simp")
 K_VALUES = (1, 3, 5, 10)
-Search = Callable[[str, int], list[tuple[str, str]]]  # question, k -> [(doc, text)]
 
 
 def retrieval_records(name: str, search: Search, items: Sequence[GoldItem], progress: bool) -> list[dict]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from eval import metrics as m
 from ingest.normalise import detect_script, to_script
 
-Search = Callable[[str, int], list[tuple[str, str]]]
+Search = Callable[[str, int], list[tuple[str, str]]]  # question, k -> [(doc, text)]
 Wrapper = tuple[str, str]
 
 #: (before, after), in Traditional; converted to the question's script.
@@ -43,13 +44,9 @@ def wrapped_search(search: Search, wrapper: Wrapper) -> Search:
     return lambda question, k: search(wrap(question, wrapper), k)
 
 
-def _evidence_rank(record: dict) -> int | None:
-    return next((i for i, hit in enumerate(record["relevant"]) if hit), None)
-
-
 def moved(bare: Sequence[dict], wrapped: Iterable[dict]) -> float:
     """The share of ``wrapped`` retrieval records whose evidence is at another rank (or gone from
     the top 10) than in the bare question's record."""
-    rank = {(r["id"], r["script"]): _evidence_rank(r) for r in bare}
-    changes = [_evidence_rank(r) != rank[(r["id"], r["script"])] for r in wrapped]
+    rank = {(r["id"], r["script"]): m.reciprocal_rank(r["relevant"]) for r in bare}
+    changes = [m.reciprocal_rank(r["relevant"]) != rank[(r["id"], r["script"])] for r in wrapped]
     return sum(changes) / len(changes) if changes else 0.0

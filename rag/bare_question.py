@@ -29,6 +29,7 @@ questions to another rank. A run of one mark becomes one mark.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ingest.normalise import canonical
 from rag.store.keyword import tokenize
@@ -51,12 +52,14 @@ _ACKNOWLEDGEMENT = (
     r"(?:好的?|好[喔哦啊呀]|了解了?|明白了?|知道了|懂了|收到|ok(?:ay)?|嗯+|原[來来]如此|[沒没]問題|[沒没]问题"
     r"|太好了|不[錯错]|辛苦了|[讚赞])"
 )
+#: The marks that set off a greeting, thanks or an acknowledgement (a character class's content).
+_MARKS = ",，、!！.。~～"
 #: A greeting, thanks for the last answer (「謝謝！那第二場呢？」) or an acknowledgement of it
 #: (「好的，那韓國呢？」), set off by punctuation, or a greeting or thanks followed by a request to ask;
 #: then the request to ask.
 _LEADING = re.compile(
-    rf"^\s*(?:{_ACKNOWLEDGEMENT}\s*[,，、!！.。~～]+\s*)?"
-    rf"(?:(?:{_GREETING}|{_THANKS})(?:\s*[,，、!！.。~～]+\s*|(?={_ASKING})))?(?:{_ASKING}[\s,，、:：]*)?",
+    rf"^\s*(?:{_ACKNOWLEDGEMENT}\s*[{_MARKS}]+\s*)?"
+    rf"(?:(?:{_GREETING}|{_THANKS})(?:\s*[{_MARKS}]+\s*|(?={_ASKING})))?(?:{_ASKING}[\s,，、:：]*)?",
     re.IGNORECASE,
 )
 _ENDS_WITH_THANKS = re.compile(rf"{_THANKS}$", re.IGNORECASE)
@@ -107,7 +110,7 @@ def without_courtesy(question: str) -> str:
 
 
 _SMALL_TALK_PART = rf"(?:{_GREETING}|{_THANKS}|{_ACKNOWLEDGEMENT})"
-_SMALL_TALK = re.compile(rf"^\s*(?:{_SMALL_TALK_PART}[\s,，、!！.。~～]*)+$", re.IGNORECASE)
+_SMALL_TALK = re.compile(rf"^\s*(?:{_SMALL_TALK_PART}[\s{_MARKS}]*)+$", re.IGNORECASE)
 _IS_THANKS = re.compile(_THANKS, re.IGNORECASE)
 _IS_GREETING = re.compile(_GREETING, re.IGNORECASE)
 
@@ -124,8 +127,12 @@ def small_talk(message: str) -> str | None:
     return "greeting" if _IS_GREETING.search(message) else "acknowledgement"
 
 
+@lru_cache(maxsize=1024)
 def bare_question(question: str) -> str:
     """What is searched for ``question``: without courtesy and clauses about the reader (a request
-    to ask may follow them: 「我在看這份報告，想問一下：…」), each run of one mark made one mark."""
+    to ask may follow them: 「我在看這份報告，想問一下：…」), each run of one mark made one mark.
+
+    Kept per text: one follow-up turn asks it of the same texts several times (the lean test, the
+    joined searches, the decision text, each ``Query``), and a leading clause costs a jieba cut."""
     bare = without_courtesy(without_reader_clauses(without_courtesy(question)))
     return _REPEATED_MARK.sub(r"\1", bare)

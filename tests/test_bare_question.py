@@ -58,19 +58,12 @@ def test_everything_else_is_left_as_asked(asked: str) -> None:
 @pytest.mark.parametrize(
     ("asked", "bare"),
     [
+        # Repeated marks are one mark.
         ("盧森堡的人口是多少？？", "盧森堡的人口是多少？"),
         ("到底是哪一年？！！！", "到底是哪一年？！"),
         ("您好，請問芯片出口多少？？？謝謝！！", "芯片出口多少？"),
         ("第三次產業革命……是什麼", "第三次產業革命……是什麼"),  # an ellipsis is a mark of its own
-    ],
-)
-def test_repeated_marks_are_one_mark(asked: str, bare: str) -> None:
-    assert bare_question(asked) == bare
-
-
-@pytest.mark.parametrize(
-    ("asked", "bare"),
-    [
+        # Leading clauses about the reader are taken off.
         ("我在看這份報告，盧森堡的人口是多少？", "盧森堡的人口是多少？"),
         ("根據文件，芯片出口多少？", "芯片出口多少？"),
         ("老闆要我整理重點：SoC 屬於哪一類？", "SoC 屬於哪一類？"),
@@ -78,7 +71,7 @@ def test_repeated_marks_are_one_mark(asked: str, bare: str) -> None:
         ("报告提到，外国专业人才要到台湾工作，月薪至少要达到多少？", "外国专业人才要到台湾工作，月薪至少要达到多少？"),
     ],
 )
-def test_leading_clauses_about_the_reader_are_taken_off(asked: str, bare: str) -> None:
+def test_repeated_marks_and_clauses_about_the_reader_are_taken_off(asked: str, bare: str) -> None:
     assert bare_question(asked) == bare
 
 
