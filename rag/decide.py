@@ -8,7 +8,8 @@ Three checks, all on the top sources:
 * specifics: a number, unit or asked-about noun that no top source has means the documents answer
   a neighbouring question (:func:`rag.support.missing_specifics`); so does a place or
   organisation the question names that none of the top five sources mentions
-  (:func:`rag.support.missing_entities`);
+  (:func:`rag.support.missing_entities`); a parenthesised aside (「COP28（第28屆聯合國氣候變化大會）」)
+  is another name for the term before it, so the specifics of either name will do;
 * for a follow-up, the specifics of the follow-up itself, and the better of its own support and
   the support of the question it is understood as.
 
@@ -30,6 +31,7 @@ from rag.support import (
     missing_specifics,
     support_score,
     unbound_subject,
+    without_asides,
 )
 
 
@@ -55,6 +57,13 @@ def own_words_support(
     return max(sum(w for t, w in weights.items() if t in set(h.chunk.tokens)) / total for h in hits[:depth])
 
 
+def missing_in_sources(question: Query, hits: Sequence[Hit], snapshot: Snapshot, context: str) -> list[str]:
+    """What the question names that the top sources lack: numbers, units, the asked-about noun,
+    places and organisations, or a name together with the amount asked for it."""
+    missing = missing_specifics(question, hits) + missing_entities(question, hits, snapshot, context)
+    return missing or unbound_subject(question, hits, snapshot, context)
+
+
 def decide(
     query: Query,
     hits: Sequence[Hit],
@@ -71,9 +80,10 @@ def decide(
     specifics are those of the follow-up alone, since the earlier question's were answered."""
     support = support_score(query, hits, snapshot)
     own_question = query if asked is None else asked
-    missing = missing_specifics(own_question, hits) + missing_entities(own_question, hits, snapshot, context)
-    if not missing:
-        missing = unbound_subject(own_question, hits, snapshot, context)
+    missing = missing_in_sources(own_question, hits, snapshot, context)
+    # 「X（Y）」 names one thing twice; the sources need only write one of the names.
+    if missing and (bare := without_asides(own_question)) is not own_question:
+        missing = missing if missing_in_sources(bare, hits, snapshot, context) else []
     own = None
     if asked is not None:
         support = max(support, support_score(asked, hits, snapshot))

@@ -293,3 +293,71 @@ def test_person_names_count_only_when_the_corpus_names_them_a_few_times(service)
             del snapshot.doc_freq["华为"]
         else:
             snapshot.doc_freq["华为"] = saved
+
+
+@pytest.mark.parametrize(
+    "question, sources, missing",
+    [
+        # The sources write the name outside the aside: the aside's ordinal is not required.
+        (
+            "COP28（第28届联合国气候变化大会）上有多少个国家联合发表核电宣言？",
+            "COP28 會議上，美、日、英、法等 22 個國家共同發表核能宣言。",
+            [],
+        ),
+        # The sources write the aside's name: the name outside it (技术成熟度) is not required.
+        (
+            "它们主要投在技术成熟度（TRL）第几级的技术上？",
+            "投注於「技術準備度」（Technology Readiness Level, TRL）4-6 級的技術開發課題。",
+            [],
+        ),
+        # Neither name: still missing.
+        (
+            "COP28（第28届联合国气候变化大会）上有多少个国家联合发表核电宣言？",
+            "美、日、英、法等國家共同發表宣言。",
+            ["28"],
+        ),
+    ],
+)
+def test_either_name_of_a_parenthesised_aside_will_do(service, question: str, sources: str, missing: list[str]) -> None:
+    from rag.decide import decide
+
+    decision = decide(Query.from_question(question), [hit(sources)], service.snapshot, threshold=0.0)
+    assert decision.missing[: len(missing)] == missing
+    assert decision.found is not missing
+
+
+@pytest.mark.parametrize(
+    "question, without",
+    [
+        ("根据IMF（2016）的分析，哪一年起开始放缓？", "根据imf的分析,哪一年起开始放缓?"),
+        ("美國出口管理規則（EAR）管到幾家？", "美国出口管理规则管到几家?"),
+        ("（附註）", "(附注)"),  # nothing but an aside: kept whole
+    ],
+)
+def test_without_asides(question: str, without: str) -> None:
+    from rag.support import without_asides
+
+    query = Query.from_question(question)
+    assert without_asides(query).variants[0] == without
+    plain = Query.from_question("盧森堡的人口是多少？")
+    assert without_asides(plain) is plain
+
+
+@pytest.mark.parametrize(
+    "name, text, present",
+    [
+        ("网络通信", canonical("網路通訊產品移出中國大陸"), True),  # the Taiwan wording
+        ("中央财政", canonical("中央政府將最高補助減少一半"), True),  # a word of the compound
+        ("美国参议院", canonical("美國國會參議院通過法案"), True),
+        ("美国参议院", canonical("美國的補貼政策"), False),  # 美國 is everywhere: it ties to nothing
+        ("越南", canonical("日本與德國協助中小企業轉型"), False),
+    ],
+)
+def test_a_name_is_found_as_the_asked_about_noun_is(name: str, text: str, present: bool) -> None:
+    from types import SimpleNamespace
+
+    from rag.support import name_present
+
+    # 100 chunks, 美国 in 40 of them (the corpus's setting), the other words in few.
+    snapshot = SimpleNamespace(chunks=[None] * 100, doc_freq={"美国": 40, "中央": 2, "参议院": 1, "议院": 1})
+    assert name_present(name, text, snapshot) is present
