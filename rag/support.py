@@ -37,8 +37,16 @@ def stopwords() -> frozenset[str]:
     return word_list("stopwords.txt")
 
 
+# Interrogatives: jieba keeps many as one word (哪年哪月, 第几, 几倍, 多久), and no document writes
+# them, so as content words they weighed the most and were never covered. 几 opens a question only
+# before a counter (几家), not in 几乎 or 几内亚.
+_INTERROGATIVE = re.compile(r"哪|什么|多少|第几|^几(?![乎何内])|^多[久长高远快]")
+
+
 def content_tokens(query_variant: str) -> list[str]:
-    return [t for t in tokenize(query_variant) if t not in stopwords()]
+    """The question's words that say what it is about: not its scaffolding (``stopwords.txt``),
+    not its question words."""
+    return [t for t in tokenize(query_variant) if t not in stopwords() and not _INTERROGATIVE.search(t)]
 
 
 def idf(token: str, snapshot: IndexVersion) -> float:

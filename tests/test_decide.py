@@ -361,3 +361,22 @@ def test_a_name_is_found_as_the_asked_about_noun_is(name: str, text: str, presen
     # 100 chunks, 美国 in 40 of them (the corpus's setting), the other words in few.
     snapshot = SimpleNamespace(chunks=[None] * 100, doc_freq={"美国": 40, "中央": 2, "参议院": 1, "议院": 1})
     assert name_present(name, text, snapshot) is present
+
+
+@pytest.mark.parametrize(
+    "question, kept, dropped",
+    [
+        ("台湾中技社是哪年哪月哪日成立的？", ["台湾", "成立"], ["哪年哪月", "哪日"]),
+        ("2018年7月美国对华第一轮加征关税，涉及多少项商品？", ["第一轮", "关税", "商品"], ["多少"]),
+        ("几内亚的矿产有几家公司开采？", ["几内亚", "矿产"], ["几家"]),
+        ("这项工程花了多久？第几期完工？", ["工程"], ["多久", "第几"]),
+    ],
+)
+def test_question_words_are_not_content(question: str, kept: list[str], dropped: list[str]) -> None:
+    """No document writes 哪年哪月 or 几家: counted as content words, they weighed the most in the
+    coverage score and were never covered, so a question that used them was refused."""
+    from rag.support import content_tokens
+
+    tokens = content_tokens(canonical(question))
+    assert set(kept) <= set(tokens)
+    assert not set(dropped) & set(tokens)

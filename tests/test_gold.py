@@ -15,12 +15,22 @@ from ingest.normalise import compact, detect_script
 from tests.conftest import CORPUS
 
 SMALL_GOLD = DEFAULT_GOLD.with_name("corpus_gold_small.jsonl")
+BLIND_GOLD = DEFAULT_GOLD.with_name("blind_20261205.jsonl")
 MAINLAND_WORDS = ("芯片", "软件", "数据", "网络", "人工智能", "知识产权", "服务器", "数字", "信息")
 
 
-@pytest.mark.parametrize("path", [DEFAULT_GOLD, SMALL_GOLD], ids=["full", "small"])
+@pytest.mark.parametrize("path", [DEFAULT_GOLD, SMALL_GOLD, BLIND_GOLD], ids=["full", "small", "blind"])
 def test_every_evidence_quote_occurs_in_its_document(path: Path) -> None:
     assert evidence_problems(load_gold(path), CORPUS) == []
+
+
+def test_the_blind_batch_is_held_out_and_asks_in_both_scripts() -> None:
+    items = load_gold(BLIND_GOLD)
+    assert {i.split for i in items} == {"test"}
+    assert not {i.id for i in items} & {i.id for i in load_gold()}
+    for item in items:
+        assert detect_script(item.question_trad) == "traditional", item.id
+        assert detect_script(item.question_simp) == "simplified", item.id
 
 
 def test_the_full_set_covers_every_document_and_type() -> None:
