@@ -208,8 +208,13 @@ def asked_about(variant: str) -> str | None:
     # follows. The glue verbs (花了多少日圓) keep the noun before them.
     if len(words) >= 2 and words[-1].word in _ASPECT and words[-2].word not in _GLUE:
         return None
-    # Skip the glue, and any one-character function word jieba split off the noun (差旅费 / 用).
-    while words and (words[-1].word in _GLUE or (len(words[-1].word) == 1 and not words[-1].flag.startswith("n"))):
+    # Skip the glue, any one-character function word jieba split off the noun (差旅费 / 用), and a
+    # numeral with its measure word (「全票一張要多少歐元」 asks the price of 全票, not of 一張).
+    while words and (
+        words[-1].word in _GLUE
+        or (len(words[-1].word) == 1 and not words[-1].flag.startswith("n"))
+        or words[-1].flag in ("m", "mq")
+    ):
         words.pop()
     if not words:
         return None

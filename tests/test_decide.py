@@ -102,6 +102,9 @@ def test_specifics_only_count_the_top_sources() -> None:
         ("这个地区的人口差不多有多少？", "人口"),
         ("參加者的人數總計是多少？", "人数"),
         ("這類產業每年的投資規模大概多大？", None),  # 投資規模, one word to jieba, ends in 規模
+        # A numeral with its measure word is not the thing priced or counted.
+        ("光之博物館的全票一張要多少歐元？", "全票"),
+        ("出口值在2019年是多少？", "出口值"),
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
