@@ -262,21 +262,25 @@ def name_present(name: str, text: str, snapshot: IndexVersion) -> bool:
     question naming 中央财政 or 网络通信 was refused over the sources its Traditional twin was
     answered from (g150, g196 of the gold set), and 美國參議院 in either script over sources
     writing 參議院 (g169). No unanswerable gold question was answered for it."""
-    if any(f in text for f in _forms(name)):
+    if any(f in text for f in _forms(name)):  # the common case, before any conversion
         return True
-    limit = ENTITY_MAX_SHARE * max(1, len(snapshot.chunks))
     wordings = dict.fromkeys([name, *query_wordings(name).values()])
     return any(
-        any(f in text for f in _forms(w)) or noun_present(w, text, lambda p: snapshot.doc_freq.get(p, 0) <= limit)
+        any(f in text for f in _forms(w)) or noun_present(w, text, lambda part: not is_setting(part, snapshot))
         for w in wordings
     )
+
+
+def is_setting(word: str, snapshot: IndexVersion) -> bool:
+    """Whether ``word`` runs through the corpus (in over 5 % of its chunks, as 台灣 or 美國 here):
+    the setting of the documents, which singles out no passage and names nothing a question asks."""
+    return snapshot.doc_freq.get(word, 0) > ENTITY_MAX_SHARE * max(1, len(snapshot.chunks))
 
 
 def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> list[str]:
     """The names :func:`missing_entities` requires: tagged as a place, organisation or (well
     attested) person, written somewhere in the corpus (see :func:`corpus_writes`), not the
     corpus's setting, not already in the conversation."""
-    limit = ENTITY_MAX_SHARE * max(1, len(snapshot.chunks))
     names = [
         word
         for word, flag in _tagged(query.variants[0])
@@ -286,7 +290,7 @@ def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> l
     return [
         n
         for n in dict.fromkeys(names)
-        if n not in context and snapshot.doc_freq.get(n, 0) <= limit and corpus_writes(snapshot, n)
+        if n not in context and not is_setting(n, snapshot) and corpus_writes(snapshot, n)
     ]
 
 
