@@ -100,3 +100,31 @@ def test_readme_section_is_replaced_between_the_markers(service: Tongwen, slice_
     text = readme.read_text("utf-8")
     assert "old table" not in text and text.startswith("# Title") and text.endswith("After.\n")
     assert "| tongwen" in text and "hit@5" in text
+
+
+def test_cli_plays_the_dialogue_file_it_is_given(service: Tongwen, slice_gold: Path, tmp_path: Path) -> None:
+    """A gold file of one's own comes with no dialogues unless ``--dialogues`` names a file; then
+    exactly that file's conversations are played (a blind batch is scored apart from the bundled set)."""
+    from typer.testing import CliRunner
+
+    from eval.dialogues import DEFAULT_DIALOGUES
+    from ui.cli import app
+
+    lines = DEFAULT_DIALOGUES.read_text("utf-8").splitlines()
+    mine = [line for line in lines if all(t["doc"] in SLICE for t in json.loads(line)["turns"])][:1]
+    dialogue_file = tmp_path / "mine.jsonl"
+    dialogue_file.write_text("\n".join(mine) + "\n", "utf-8")
+    s = service.settings
+    env = {
+        "TONGWEN_HOME": str(s.home),
+        "TONGWEN_MODEL_DIR": str(s.models_dir),
+        "TONGWEN_CORPUS_DIR": str(s.corpus_dir),
+    }
+    common = ["eval", "--gold", str(slice_gold), "--limit", "2", "--no-baselines", "--no-ablation"]
+    for extra, out in ((["--dialogues", str(dialogue_file)], tmp_path / "with"), ([], tmp_path / "without")):
+        result = CliRunner().invoke(app, [*common, *extra, "--out", str(out)], env=env)
+        assert result.exit_code == 0, result.output
+    played = json.loads((tmp_path / "with" / "results.json").read_text("utf-8"))["dialogue_records"]
+    dialogue_id = json.loads(mine[0])["id"]
+    assert played and {r["id"].split("#")[0] for r in played} == {dialogue_id}  # its follow-up turns
+    assert "dialogue_records" not in json.loads((tmp_path / "without" / "results.json").read_text("utf-8"))

@@ -237,6 +237,10 @@ def serve(
 @app.command("eval")
 def evaluate(
     gold: Annotated[Path | None, typer.Option(help="Gold JSONL (default: the bundled set).")] = None,
+    dialogues: Annotated[
+        Path | None,
+        typer.Option(help="Dialogue JSONL to play (default: the bundled dialogues, with the bundled gold set only)."),
+    ] = None,
     llm: Annotated[str, typer.Option(help="Answer backend to score.")] = "extractive",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("eval/out"),
     compare: Annotated[Path | None, typer.Option(help="A previous results.json to diff against.")] = None,
@@ -257,6 +261,7 @@ def evaluate(
         code = run_evaluation(
             Settings(),
             gold=gold,
+            dialogues=dialogues,
             llm=llm,
             out=out,
             compare=compare,
