@@ -86,6 +86,10 @@ def test_the_corpus_section_names_words_the_reports_use() -> None:
         ("普京对欧洲能源政策说了什么？", "普丁"),
         ("海上风电的装机目标是多少？", "离岸风电"),  # 離岸風電
         ("光刻机出口管制涉及哪些国家？", "曝光机"),  # 曝光機
+        # Organisations: the reports write the acronym, a reader of either script the name.
+        ("2023年经合组织绿色增长论坛在哪里召开？", "oecd"),
+        ("經合組織的論壇在哪裡舉辦？", "oecd"),
+        ("世贸组织对补贴有什么规定？", "wto"),
     ],
 )
 def test_a_mainland_question_gets_the_taiwan_word_as_a_variant(question: str, taiwan_word: str) -> None:
