@@ -104,23 +104,49 @@ def _same_units(text: str) -> str:
 def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list[str]:
     """Numbers (two digits or more), asked-for units and the asked-about noun of the question that
     none of the top ``depth`` chunks contains. Thousands separators are ignored (3,000 = 3000); the
-    asked-about noun counts as present when any vocabulary variant of it is (服务器 / 伺服器)."""
+    asked-about noun counts as present when any vocabulary variant of it is (服务器 / 伺服器), and a
+    share word (比例) when the chunks give any share, beside the year the question names if any."""
     # The canonical text includes the heading path: 「第一場座談會記錄 > …」 says what a chunk is about.
-    text = _same_units("".join(h.chunk.canonical for h in hits[:depth]).replace(",", ""))
+    text = _same_units("\n".join(h.chunk.canonical for h in hits[:depth]).replace(",", ""))
     asked = _same_units(query.variants[0])
     numbers = [n.replace(",", "") for n in _NUMBER.findall(asked)]
     wanted = [n for n in numbers if len(n) >= 2] + _UNIT.findall(asked)
     missing = [w for w in dict.fromkeys(wanted) if w not in text]
     missing += missing_ordinals(asked, text)
     subject = asked_about(query.variants[0])
+    years = _YEAR.findall(asked)
     # Tag the other variants only when the first one's noun is absent (jieba tagging is the cost).
     if (
         subject
-        and not noun_present(subject, text)
-        and all((s := asked_about(v)) and not noun_present(s, text) for v in query.variants[1:])
+        and not subject_given(subject, text, years)
+        and all((s := asked_about(v)) and not subject_given(s, text, years) for v in query.variants[1:])
     ):
         missing.append(subject)
     return missing
+
+
+def subject_given(noun: str, text: str, years: Sequence[str] = ()) -> bool:
+    """Whether ``text`` gives what the question asks the value of: the noun (see
+    :func:`noun_present`), or for a share word any share (see :func:`share_given`)."""
+    return share_given(text, years) if noun in SHARE_WORDS else noun_present(noun, text)
+
+
+# A share names the kind of answer, as 規模 names an amount: 「自用車的比例是多少」 is answered by
+# 「個人用車佔比降低到30%」, 「佔全球總電力需求的 1%」 or 「逾 9 成」, which need not say 比例.
+SHARE_WORDS = frozenset({"比例", "占比", "比重", "比率", "百分比", "份额"})
+_SHARE = re.compile(r"\d\s*%|百分之|占比|比例|比重|比率|份额|\d\s*成")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+_SENTENCE_END = re.compile(r"[。!?;\n]")
+
+
+def share_given(text: str, years: Sequence[str] = ()) -> bool:
+    """Whether ``text`` gives a share (a percentage, 百分之, 成, or a share word), and when the
+    question names a year, in one sentence with that year: a report that gives other shares and
+    names the year elsewhere (「2050年左右達到全面性的電動運輸」 beside 「個人用車居多（約72.5%）」)
+    does not give the share for that year."""
+    if not years:
+        return bool(_SHARE.search(text))
+    return any(_SHARE.search(sentence) and all(y in sentence for y in years) for sentence in _SENTENCE_END.split(text))
 
 
 def noun_present(noun: str, text: str, part_counts: Callable[[str], bool] | None = None) -> bool:
@@ -331,8 +357,9 @@ def unbound_subject(
     names = question_names(query, snapshot, context)
     if not subject or not names:
         return []
+    years = _YEAR.findall(query.variants[0])
     for hit in hits[:depth]:
         text = hit.chunk.canonical
-        if noun_present(subject, text) and all(name_present(n, text, snapshot) for n in names):
+        if subject_given(subject, text, years) and all(name_present(n, text, snapshot) for n in names):
             return []
     return ["+".join([*names, subject])]

@@ -14,6 +14,7 @@ from rag.support import (
     missing_ordinals,
     missing_specifics,
     noun_present,
+    share_given,
     stopwords,
     unbound_subject,
 )
@@ -258,6 +259,35 @@ def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -
     assert missing_entities(question, TRADE, snapshot) == []
 
 
+# -- a share is asked for by its kind, not by the word 比例 ------------------------------------------
+@pytest.mark.parametrize(
+    "question, text, missing",
+    [
+        # The sources write the share as a word of its own, a percentage, or tenths (成).
+        ("長期打算把運輸中自用車的比例壓到多少？", "將運輸中的個人用車佔比降低到30%。", []),
+        ("資料中心耗電量占全球總電力需求的比例是多少？", "消耗大約 200 兆瓦時的電力，佔全球總電力需求的 1%。", []),
+        ("鋼鐵產品合計的比重是多少？", "鋼鐵及扣件產品合計逾 9 成。", []),
+        ("資料中心耗電量占全球總電力需求的比例是多少？", "資料中心的耗電量逐年增加。", ["比例"]),
+        # A year the question names must be in the sentence giving the share.
+        ("2024 年上半年，新售小客車中電動車的比例有多少？", "而 2024 上半年新售電動小客車占比已達 9.52%。", []),
+        (
+            "盧森堡計畫在2050年讓再生能源占全國能源消費的比例達到多少？",
+            "在2050年左右達到全面性的電動運輸。個人用車居多（約72.5%）。",
+            ["比例"],
+        ),
+    ],
+)
+def test_a_share_is_given_by_any_share_in_the_sources(question: str, text: str, missing: list[str]) -> None:
+    assert missing_specifics(Query.from_question(question), [hit(text)]) == missing
+
+
+def test_share_given() -> None:
+    assert share_given("约72.5%") and share_given("占百分之十") and share_given("合计逾 9 成")
+    assert not share_given("成长很快") and not share_given("2024年成立")  # 成 after no digit, a year alone
+    assert share_given("2050年占比达到一半。2030年另计。", ["2050"])
+    assert not share_given("2050年达到目标。占比约一半。", ["2050"])  # the year and the share apart
+
+
 # -- a figure belongs to whom it is given for ----------------------------------------------------
 @pytest.mark.parametrize(
     "question, texts, unbound",
@@ -269,6 +299,9 @@ def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -
         # A compound asked about is met by one of its words (see noun_present).
         ("印度工業區的占地面積有多大？", ["印度的工業區占地共 7 公頃。"], []),
         ("印度工業區的占地面積有多大？", ["印度的工業區很大。", "某市場占地共 7 公頃。"], ["印度+占地面积"]),
+        # A share asked for is met by a share beside the name (「印度的比例」 by 「印度佔 19%」).
+        ("原料藥公司中印度的比例是多少？", ["中國佔 48%，印度則有 19%。"], []),
+        ("原料藥公司中印度的比例是多少？", ["印度的原料藥公司很多。", "中國佔 48%。"], ["印度+比例"]),
     ],
 )
 def test_an_amount_needs_a_source_naming_whom_it_is_for(
