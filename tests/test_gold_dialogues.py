@@ -19,8 +19,27 @@ from tests.conftest import CORPUS
 MAINLAND_WORDS = ("芯片", "软件", "数据", "网络", "人工智能", "服务器", "数字", "信息", "英伟达", "航天")
 
 
-def test_every_quote_is_in_its_document_and_every_fact_in_its_quotes() -> None:
-    assert dialogue_problems(load_dialogues(), CORPUS) == []
+BLIND_DIALOGUES = DEFAULT_DIALOGUES.with_name("blind_dialogues_20261205c.jsonl")
+
+
+@pytest.mark.parametrize("path", [DEFAULT_DIALOGUES, BLIND_DIALOGUES], ids=["bundled", "blind-c"])
+def test_every_quote_is_in_its_document_and_every_fact_in_its_quotes(path: Path) -> None:
+    assert dialogue_problems(load_dialogues(path), CORPUS) == []
+
+
+def test_the_blind_dialogues_are_held_out_in_every_category_and_both_scripts() -> None:
+    """Written by a helper session that saw only the documents and the format (see the README)."""
+    blind = load_dialogues(BLIND_DIALOGUES)
+    assert {d.split for d in blind} == {"test"}
+    assert set(Counter(d.category for d in blind)) == CATEGORIES
+    assert not {d.id for d in blind} & {d.id for d in load_dialogues()}
+    for dialogue in blind:
+        first = dialogue.turns[0]
+        assert detect_script(first.question_simp) == "simplified", dialogue.id
+        assert detect_script(first.question_trad) == "traditional", dialogue.id
+        for turn in dialogue.turns[1:]:  # a short follow-up (「ODA呢？」) may hold no telling character
+            assert detect_script(turn.question_simp) in ("simplified", "neutral"), dialogue.id
+            assert detect_script(turn.question_trad) in ("traditional", "neutral"), dialogue.id
 
 
 def test_enough_dialogues_in_every_category_over_every_document() -> None:
