@@ -53,7 +53,8 @@ def dialogue_records(service: Tongwen, dialogues: Sequence[Dialogue], llm: str, 
                         if turn.answer_facts
                         else None
                     ),
-                    "script_match": m.script_match(question, result.answer),
+                    # Against the conversation's script: a follow-up such as 「ODA呢？」 has none of its own.
+                    "script_match": m.script_match(dialogue.turns[0].question(script), result.answer),
                 }
             )
     return records

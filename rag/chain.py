@@ -19,7 +19,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from ingest.normalise import Script, canonical, detect_script, stream_to_script, to_script
 from rag.bare_question import small_talk
 from rag.cite import CITATION, citations_for, cite_as_streamed, cite_by_overlap, has_content
-from rag.condense import history_text, last_user_message, resolved_pronoun, rewrite_by_rules
+from rag.condense import conversation_script, history_text, resolved_pronoun, rewrite_by_rules
 from rag.config import Settings
 from rag.decide import decide, evidence_is_strong
 from rag.embeddings import EmbeddingModel
@@ -107,8 +107,7 @@ class AnswerChain:
         turn.asked = clean_question(turn.asked, self.settings.max_question_chars)
         turn.script = detect_script(turn.asked)
         if turn.script == "neutral" and turn.history:
-            previous = last_user_message(turn.history)
-            turn.script = detect_script(previous) if previous else "neutral"
+            turn.script = conversation_script(turn.history)
         turn.small_talk = small_talk(turn.asked)
         turn.question = turn.asked if turn.small_talk else self.condense(turn)
         turn.timings["condense"] = time.perf_counter() - started

@@ -8,12 +8,13 @@ the condense prompt asks it; otherwise the new subject is prefixed to the previo
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from ingest.normalise import canonical, detect_script, to_script
+from ingest.normalise import Script, canonical, detect_script, to_script
 from rag.bare_question import bare_question
 from rag.store.keyword import posseg
 
@@ -34,6 +35,34 @@ def last_user_message(history: Sequence[Mapping[str, str]]) -> str | None:
         if message.get("role") == "user" and str(message.get("content", "")).strip():
             return str(message["content"]).strip()
     return None
+
+
+def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
+    """The last question of the conversation as the rules understood it: a follow-up of its own
+    (「那PPP呢？」) stands for its trusted rewrite (「PPP模式最大的挑戰是什麼？」), so the next
+    elliptical follow-up (「那ODA呢？」) has a whole question to swap its subject into.
+
+    Pronouns are resolved against the question as asked (:func:`last_user_message`): the rule
+    takes the first name of the previous question, and in a rewrite that is often the frame, not
+    the referent (「它一年的營收」 after a question about a museum in Paris became 巴黎's)."""
+    users = [i for i, m in enumerate(history) if m.get("role") == "user" and str(m.get("content", "")).strip()]
+    if not users:
+        return None
+    last = str(history[users[-1]]["content"]).strip()
+    if len(users) > 1:
+        rewritten = rewrite_by_rules(last, history[: users[-1]])
+        if rewritten is not None and rewritten[1]:
+            return rewritten[0]
+    return last
+
+
+def conversation_script(history: Sequence[Mapping[str, str]]) -> Script:
+    """The script of the last user message that has one: after 「那PPP模式呢？」 (either script) in
+    a Simplified conversation, 「ODA呢？」 is answered in Simplified."""
+    for message in reversed(history):
+        if message.get("role") == "user" and (script := detect_script(str(message.get("content", "")))) != "neutral":
+            return script
+    return "neutral"
 
 
 @lru_cache(maxsize=256)
@@ -124,19 +153,30 @@ def named_by_class(rest: str, previous: str, spans: Sequence[tuple[int, Any]]) -
     return None
 
 
+def _kind(flag: str) -> tuple[str, ...]:
+    """The flags that may stand for a word tagged ``flag``: jieba confuses name kinds (卢森堡 comes
+    out as a person, nr), so any name stands for any name; a Latin-script term (PPP, ODA) for one
+    (BOT); a common noun for nothing (it is attached to the topic instead)."""
+    if flag == "eng":
+        return ("eng",)
+    return _NAME_FLAGS if flag.startswith("n") else ()
+
+
 def substitute_subject(previous: str, subject: str) -> str | None:
-    """Replace the word in ``previous`` that has the subject's part of speech (place, org …)."""
+    """Replace the word in ``previous`` that has the subject's part of speech (place, org …), or
+    for a subject with a head noun (「PPP模式」, 「美國市場」) the same head noun with its modifier
+    (「BOT模式」, 「中國市場」)."""
     tagged_subject = list(posseg().cut(canonical(subject)))
-    if len(tagged_subject) != 1:
-        return None
-    flag = tagged_subject[0].flag
-    # jieba confuses name kinds (卢森堡 comes out as a person, nr), so any name stands for any name.
-    flags = _NAME_FLAGS if flag.startswith("n") else ()
     if len(canonical(previous)) != len(previous):  # offsets must line up to edit the original text
         return None
     spans = tagged_spans(previous)
-    names = [  # (cut short, offset, length)
-        (_cut_short(spans, i), start, len(word.word))
+    if len(tagged_subject) == 2:
+        return _substitute_modified(previous, subject, tagged_subject, spans)
+    if len(tagged_subject) != 1:
+        return None
+    flags = _kind(tagged_subject[0].flag)
+    names = [  # (cut short, offset, length, the word after it)
+        (_cut_short(spans, i), start, len(word.word), spans[i + 1][1].word if i + 1 < len(spans) else "")
         for i, (start, word) in enumerate(spans)
         if word.flag in flags and word.word != canonical(subject)
     ]
@@ -144,8 +184,27 @@ def substitute_subject(previous: str, subject: str) -> str | None:
         return None
     # A name that stands whole first: 「中技社的物流報告說，日本…」 cuts 中技 / 社, and 「那韓國呢」
     # asks about 韓國 in place of 日本, not 「韓國社」.
-    _, start, length = min(names)
+    _, start, length, after = min(names)
+    # jieba keeps 「美國市場」 whole: in place of 中國 in 「中國市場的規模」 it takes 市場 along.
+    if after and len(canonical(subject)) > len(after) and canonical(subject).endswith(after):
+        length += len(after)
     return previous[:start] + subject + previous[start + length :]
+
+
+def _substitute_modified(
+    previous: str, subject: str, tagged_subject: Sequence[Any], spans: Sequence[tuple[int, Any]]
+) -> str | None:
+    """「那PPP模式呢？」 after 「BOT模式最大的挑戰是什麼？」: the head noun (模式) stands in
+    ``previous`` after a modifier of the modifier's kind (BOT, a Latin-script term), so the two
+    words make way for the subject. None when no such pair is there."""
+    modifier, head = tagged_subject
+    kinds = _kind(modifier.flag)
+    if not kinds or not head.flag.startswith("n"):
+        return None
+    for (start, word), (_, after) in itertools.pairwise(spans):
+        if word.flag in kinds and after.word == head.word and word.word != modifier.word:
+            return previous[:start] + subject + previous[start + len(word.word) + len(after.word) :]
+    return None
 
 
 def _cut_short(spans: Sequence[tuple[int, Any]], i: int) -> bool:
@@ -174,14 +233,15 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
     to the previous topic (那三大運作原則呢). Not trusted: a name attached as if it were an
     attribute (「台積電的韓國是什麼」), a word too short to tell, which only means the rules could not
     place it, or a name that may be cut short (see :func:`resolve_pronoun`)."""
-    previous = last_user_message(history)
-    if previous is None:
+    asked = last_user_message(history)
+    if asked is None:
         return None
     # Read without greetings and thanks (rag.bare_question): 「謝謝！那韓國呢？」 is 「那韓國呢？」.
-    question, previous = bare_question(question), bare_question(previous)
+    question = bare_question(question)
     subject = elliptical_subject(question)
     if subject is None:
-        return resolve_pronoun(question, previous)
+        return resolve_pronoun(question, bare_question(asked))
+    previous = bare_question(previous_question(history) or asked)
     script = detect_script(question)
     substituted = substitute_subject(previous, subject)
     if substituted is not None:

@@ -17,7 +17,7 @@ from eval.dialogues import load_dialogues
 from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain, referent_tokens
-from rag.condense import rewrite_by_rules
+from rag.condense import conversation_script, rewrite_by_rules
 from rag.evidence import answer_span, asked_kind, asked_unit, has_kind, is_caption, joined_lines, select_evidence
 from rag.followup import (
     carried_positions,
@@ -138,6 +138,44 @@ def test_a_pronoun_is_replaced_by_a_whole_singular_name_only(
 )
 def test_an_elliptical_subject_replaces_a_whole_name(previous: str, follow_up: str, expected: str) -> None:
     assert rewrite_by_rules(follow_up, history_of((previous, "…"))) == (expected, True)
+
+
+@pytest.mark.parametrize(
+    "previous, follow_up, expected",
+    [
+        # A Latin-script term stands for a Latin-script term, and a modified head noun (PPP模式)
+        # for the same head with its modifier: before, 「BOT模式最大的PPP是什麼？」 was shown.
+        ("BOT模式最大的挑戰是什麼？", "那PPP呢？", "PPP模式最大的挑戰是什麼？"),
+        ("BOT模式面临的主要挑战是什么？", "那PPP模式呢？", "PPP模式面临的主要挑战是什么？"),
+        ("中國市場的規模有多大？", "那美國市場呢？", "美國市場的規模有多大？"),  # jieba: 美国市场 one word
+    ],
+)
+def test_a_term_stands_for_a_term_of_its_kind(previous: str, follow_up: str, expected: str) -> None:
+    assert rewrite_by_rules(follow_up, history_of((previous, "…"))) == (expected, True)
+
+
+def test_a_follow_up_on_a_follow_up_leans_on_the_question_as_understood() -> None:
+    """「那ODA呢？」 after 「那PPP呢？」 swaps ODA into the question PPP was understood as, not into
+    the ellipsis 「那PPP呢？」."""
+    history = history_of(("BOT模式最大的挑戰是什麼？", "…"), ("那PPP呢？", "…"))
+    assert rewrite_by_rules("那ODA呢？", history) == ("ODA模式最大的挑戰是什麼？", True)
+    assert conversation_script(history_of(("BOT模式面临的主要挑战是什么？", "…"), ("那PPP模式呢？", "…"))) == (
+        "simplified"
+    )
+
+
+@pytest.mark.parametrize(
+    "first, script", [("BOT模式面临的主要挑战是什么？", "simp"), ("BOT模式最大的挑戰是什麼？", "trad")]
+)
+def test_a_follow_up_without_a_script_of_its_own_is_answered_in_the_conversations(
+    service: Tongwen, first: str, script: str
+) -> None:
+    """「ODA呢？」 holds no character of either script; the conversation does, though the turn just
+    before it (「那PPP模式呢？」) may not."""
+    history = history_of((first, "…"), ("那PPP模式呢？", "…"))
+    result = service.ask("ODA呢？", history=history)
+    expected = "simplified" if script == "simp" else "traditional"
+    assert detect_script(result.answer) == expected, result.answer
 
 
 def test_other_is_not_a_pronoun() -> None:
