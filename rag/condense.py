@@ -84,7 +84,7 @@ def elliptical_subject(question: str) -> str | None:
 
 
 # 其 and 該 as pronouns only: 其他 / 其中 / 其實 / 該當 are words of their own.
-_PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|該(?![當当])|该(?!当)")
+PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|該(?![當当])|该(?!当)")
 
 
 # 它們 / 他們 point at what the previous question counted or listed (「多少家銀行」 → 它們), rarely at
@@ -98,7 +98,7 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     previous question in place of the pronoun), or None when there is no singular pronoun or no
     name. Trusted only when the name stands whole: a name jieba cut off before a noun may be part
     of a longer one (「中技社是…」 comes out as 中技 / 社是, and 「中技現在有多少名員工」 is wrong)."""
-    match = _PRONOUN.search(question)
+    match = PRONOUN.search(question)
     if not match or match.group() in _PLURAL:
         return None
     if len(canonical(previous)) != len(previous):

@@ -30,6 +30,7 @@ from rag.support import (
     missing_entities,
     missing_specifics,
     support_score,
+    unbound_referent,
     unbound_subject,
     without_asides,
 )
@@ -57,11 +58,18 @@ def own_words_support(
     return max(sum(w for t, w in weights.items() if t in set(h.chunk.tokens)) / total for h in hits[:depth])
 
 
-def missing_in_sources(question: Query, hits: Sequence[Hit], snapshot: Snapshot, context: str) -> list[str]:
+def missing_in_sources(
+    question: Query, hits: Sequence[Hit], snapshot: Snapshot, context: str, earlier: Sequence[Query] = ()
+) -> list[str]:
     """What the question names that the top sources lack: numbers, units, the asked-about noun,
-    places and organisations, or a name together with the amount asked for it."""
+    places and organisations, or a name (its own, or for a pronoun the conversation's) together
+    with the amount asked for it."""
     missing = missing_specifics(question, hits) + missing_entities(question, hits, snapshot, context)
-    return missing or unbound_subject(question, hits, snapshot, context)
+    return (
+        missing
+        or unbound_subject(question, hits, snapshot, context)
+        or unbound_referent(question, hits, snapshot, earlier)
+    )
 
 
 def decide(
@@ -71,6 +79,7 @@ def decide(
     threshold: float,
     asked: Query | None = None,
     context: str = "",
+    earlier: Sequence[Query] = (),
 ) -> Decision:
     """``query`` is what the decision measures (the understood question); ``asked`` and
     ``context`` (canonical text of the conversation) are given for a follow-up.
@@ -80,10 +89,10 @@ def decide(
     specifics are those of the follow-up alone, since the earlier question's were answered."""
     support = support_score(query, hits, snapshot)
     own_question = query if asked is None else asked
-    missing = missing_in_sources(own_question, hits, snapshot, context)
+    missing = missing_in_sources(own_question, hits, snapshot, context, earlier)
     # 「X（Y）」 names one thing twice; the sources need only write one of the names.
     if missing and (bare := without_asides(own_question)) is not own_question:
-        missing = missing if missing_in_sources(bare, hits, snapshot, context) else []
+        missing = missing if missing_in_sources(bare, hits, snapshot, context, earlier) else []
     own = None
     if asked is not None:
         support = max(support, support_score(asked, hits, snapshot))

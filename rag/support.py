@@ -25,6 +25,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from ingest.normalise import query_wordings
+from rag.condense import PRONOUN
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
 from rag.store.derived import derived
@@ -363,3 +364,26 @@ def unbound_subject(
         if subject_given(subject, text, years) and all(name_present(n, text, snapshot) for n in names):
             return []
     return ["+".join([*names, subject])]
+
+
+def unbound_referent(
+    query: Query, hits: Sequence[Hit], snapshot: IndexVersion, earlier: Sequence[Query], depth: int = ENTITY_DEPTH
+) -> list[str]:
+    """「那它一年的營收大概多少？」 after questions about 巴黎's 光之博物館: the amount asked for is
+    the pronoun's, so a source must give it beside a name the conversation's latest question with
+    names gave (``earlier``, most recent first), as :func:`unbound_subject` requires of names the
+    question gives itself. Returns 「巴黎/光之博物馆+营收」 when no top source holds both."""
+    variant = query.variants[0]
+    match = _ASKS.search(variant)
+    if not PRONOUN.search(variant) or not match or not _AMOUNT.search(match.group()):
+        return []
+    subject = asked_about(variant)
+    names = next((found for q in earlier if (found := question_names(q, snapshot))), [])
+    if not subject or not names:
+        return []
+    years = _YEAR.findall(variant)
+    for hit in hits[:depth]:
+        text = hit.chunk.canonical
+        if subject_given(subject, text, years) and any(name_present(n, text, snapshot) for n in names):
+            return []
+    return ["/".join(names) + "+" + subject]

@@ -16,6 +16,7 @@ from rag.support import (
     noun_present,
     share_given,
     stopwords,
+    unbound_referent,
     unbound_subject,
 )
 
@@ -309,6 +310,27 @@ def test_an_amount_needs_a_source_naming_whom_it_is_for(
 ) -> None:
     hits = [hit(t) for t in texts]
     assert unbound_subject(Query.from_question(question), hits, service.snapshot) == unbound
+
+
+@pytest.mark.parametrize(
+    "follow_up, texts, unbound",
+    [
+        # The amount is the pronoun's: a source giving the tax take (税收) for Sweden does not answer it.
+        ("那它一年的碳稅收入大概多少？", ["瑞典一年的碳稅收入約 20 億歐元。"], ["新加坡+税收"]),
+        ("那它一年的碳稅收入大概多少？", ["新加坡一年的碳稅收入約 10 億新元。"], []),
+        ("那它一年的碳税收入大概有多少？", ["瑞典一年的碳稅收入約 20 億歐元。"], ["新加坡+税收"]),
+        ("瑞典一年的碳稅收入大概多少？", ["瑞典一年的碳稅收入約 20 億歐元。"], []),  # no pronoun
+        ("它的碳稅從哪一年開始課？", ["瑞典在 1991 年開始課碳稅。"], []),  # no amount
+    ],
+)
+def test_a_pronouns_amount_needs_a_source_naming_what_it_stands_for(
+    service, follow_up: str, texts: list[str], unbound: list[str]
+) -> None:
+    # Most recent first; 新加坡 is in 2 of the slice's 110 chunks (巴黎, in 7, is its setting).
+    asked_before = ("它的碳稅是從哪一年開始的？", "新加坡的碳稅是多少？")
+    earlier = [Query.from_question(q) for q in asked_before]
+    hits = [hit(t) for t in texts]
+    assert unbound_referent(Query.from_question(follow_up), hits, service.snapshot, earlier) == unbound
 
 
 def test_person_names_count_only_when_the_corpus_names_them_a_few_times(service) -> None:
