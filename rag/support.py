@@ -230,7 +230,9 @@ def asked_about(variant: str) -> str | None:
         return None
     if _counts_what_follows(variant[match.end() :]):
         return None
-    words = [w for w in posseg().cut(variant[: match.start()]) if w.word.strip()]
+    # Within the sentence of the question word: in 「卢森堡为什么要推动产业多元化？是什么事让它警醒的？」
+    # the noun before 是什么 is not 多元化, which the first sentence asks about.
+    words = [w for w in posseg().cut(_SENTENCE_END.split(variant[: match.start()])[-1]) if w.word.strip()]
     # 「調動了多少人員」: a verb with its aspect particle asks the amount of its object, which
     # follows. The glue verbs (花了多少日圓) keep the noun before them.
     if len(words) >= 2 and words[-1].word in _ASPECT and words[-2].word not in _GLUE:

@@ -107,6 +107,9 @@ def test_specifics_only_count_the_top_sources() -> None:
         # A numeral with its measure word is not the thing priced or counted.
         ("光之博物館的全票一張要多少歐元？", "全票"),
         ("出口值在2019年是多少？", "出口值"),
+        # The noun is sought in the question word's own sentence, not in the question before it.
+        ("卢森堡为什么要推动产业多元化？是什么事让它警醒的？", None),
+        ("盧森堡為什麼要推動多元化？當時的失業率是多少？", "失业率"),
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
