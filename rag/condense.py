@@ -30,6 +30,11 @@ _MARKERS = ("那", "至於", "至于", "還有", "还有", "換成", "换成", "
 _NAME_FLAGS = ("ns", "nr", "nrt", "nrfg", "nt", "nz")
 
 
+#: How many questions back a follow-up's understood question is traced (「那ODA呢？」 after 「那PPP呢？」
+#: after the question both lean on).
+FOLLOW_UP_CHAIN = 4
+
+
 def last_user_message(history: Sequence[Mapping[str, str]]) -> str | None:
     for message in reversed(history):
         if message.get("role") == "user" and str(message.get("content", "")).strip():
@@ -45,15 +50,18 @@ def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
     Pronouns are resolved against the question as asked (:func:`last_user_message`): the rule
     takes the first name of the previous question, and in a rewrite that is often the frame, not
     the referent (「它一年的營收」 after a question about a museum in Paris became 巴黎's)."""
-    users = [i for i, m in enumerate(history) if m.get("role") == "user" and str(m.get("content", "")).strip()]
-    if not users:
+    asked = [str(m.get("content", "")).strip() for m in history if m.get("role") == "user"]
+    asked = [q for q in asked if q][-FOLLOW_UP_CHAIN:]
+    if not asked:
         return None
-    last = str(history[users[-1]]["content"]).strip()
-    if len(users) > 1:
-        rewritten = rewrite_by_rules(last, history[: users[-1]])
-        if rewritten is not None and rewritten[1]:
-            return rewritten[0]
-    return last
+    # Forward over the last few questions, each read against the one before as understood; a
+    # history of one question (the understood one) keeps this from recursing however long the
+    # conversation is.
+    understood = asked[0]
+    for question in asked[1:]:
+        rewritten = rewrite_by_rules(question, [{"role": "user", "content": understood}])
+        understood = rewritten[0] if rewritten is not None and rewritten[1] else question
+    return understood
 
 
 def conversation_script(history: Sequence[Mapping[str, str]]) -> Script:

@@ -164,6 +164,13 @@ def test_a_follow_up_on_a_follow_up_leans_on_the_question_as_understood() -> Non
     )
 
 
+def test_a_long_chain_of_follow_ups_is_traced_a_few_questions_back_only() -> None:
+    """A history of thousands of short follow-ups fits the history cap (20,000 characters); traced
+    back one by one, it overflowed Python's recursion limit."""
+    history = history_of(*((f"那X{i}呢？", "") for i in range(2000)))
+    assert rewrite_by_rules("那ODA呢？", history) is not None
+
+
 @pytest.mark.parametrize(
     "first, script", [("BOT模式面临的主要挑战是什么？", "simp"), ("BOT模式最大的挑戰是什麼？", "trad")]
 )
