@@ -98,6 +98,19 @@ _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _UNIT = re.compile(r"多少(欧元|美元|日元|人民币|新台币|台币|韩元|英镑|港币|公里|公斤|公顷|吨|瓦|千瓦|兆瓦|亿元|万元)")
 
 
+# An amount of money asked for without naming the currency (「花了多少錢」, 「投入多少經費」,
+# 「預算是多少」) is answered only by a sum: a figure in a currency, or in 萬 / 億. A source counting
+# the reports (「共計出版 21 本研究報告」) does not say what they cost.
+_ASKS_MONEY = re.compile(
+    r"多少(?:钱|经费|预算|费用|成本|资金|金额)|花了多少|花费了?多少|"
+    r"(?:经费|预算|费用|成本|金额|资金|投资额|投资金额)(?:大概|大约|一共|总共|共)?(?:是|有|为|达到?)?多少"
+)
+_MONEY = re.compile(
+    r"(?:\d|[一二三四五六七八九十百千两])\s*(?:多|余)?\s*(?:千|百)?\s*(?:万|亿|兆)?\s*"
+    r"(?:元|美元|欧元|日元|英镑|台币|新台币|人民币|韩元|美金|亿|万)|[$€£¥]\s*\d"
+)
+
+
 def _same_units(text: str) -> str:
     return text.replace("日圆", "日元")
 
@@ -114,6 +127,8 @@ def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list
     wanted = [n for n in numbers if len(n) >= 2] + _UNIT.findall(asked)
     missing = [w for w in dict.fromkeys(wanted) if w not in text]
     missing += missing_ordinals(asked, text)
+    if _ASKS_MONEY.search(asked) and not _MONEY.search(text):
+        missing.append("金额")
     subject = asked_about(query.variants[0])
     years = _YEAR.findall(asked)
     # Tag the other variants only when the first one's noun is absent (jieba tagging is the cost).

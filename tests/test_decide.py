@@ -285,6 +285,23 @@ def test_a_share_is_given_by_any_share_in_the_sources(question: str, text: str, 
     assert missing_specifics(Query.from_question(question), [hit(text)]) == missing
 
 
+@pytest.mark.parametrize(
+    "question, text, missing",
+    [
+        # A sum asked for without a currency needs a sum in the sources: counting the reports is no cost.
+        ("中技社那21本研究報告，總共花了多少研究經費？", "本社共計出版 21 本研究報告。", ["金额"]),
+        ("中技社那21本研究報告，總共花了多少研究經費？", "21 本研究報告共投入 3,200 萬元。", []),
+        ("這項計畫預計投入多少經費？", "計畫總經費約新台幣 100 億。", []),
+        ("2011年微軟用多少錢買下Skype？", "2011年以85億美元的高價被Microsoft收購。", []),
+        ("猛虎辦公室每年的預算是多少？", "猛虎辦公室協助新創拓展海外市場。", ["金额"]),
+        ("台灣核能發電的成本大概是多少？", "核能發電成本每度約 1.5 元。", []),
+        ("吸引了多少投資？", "累計吸引 7,000 億投資。", []),  # 投資 alone is not asked as money here
+    ],
+)
+def test_a_sum_asked_for_needs_a_sum_in_the_sources(question: str, text: str, missing: list[str]) -> None:
+    assert missing_specifics(Query.from_question(question), [hit(text)]) == missing
+
+
 def test_share_given() -> None:
     assert share_given("约72.5%") and share_given("占百分之十") and share_given("合计逾 9 成")
     assert not share_given("成长很快") and not share_given("2024年成立")  # 成 after no digit, a year alone
