@@ -202,7 +202,7 @@ class AnswerChain:
             self.settings.found_threshold,
             asked=asked if follow_up else None,
             context=context,
-            earlier=[Query.from_question(q) for q in previous_questions(turn.history, 3)] if follow_up else (),
+            earlier=previous_questions(turn.history, 3) if follow_up else (),
         )
         turn.found, turn.support, turn.missing, turn.own = (
             decision.found,

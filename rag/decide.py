@@ -59,7 +59,7 @@ def own_words_support(
 
 
 def missing_in_sources(
-    question: Query, hits: Sequence[Hit], snapshot: Snapshot, context: str, earlier: Sequence[Query] = ()
+    question: Query, hits: Sequence[Hit], snapshot: Snapshot, context: str, earlier: Sequence[str] = ()
 ) -> list[str]:
     """What the question names that the top sources lack: numbers, units, the asked-about noun,
     places and organisations, or a name (its own, or for a pronoun the conversation's) together
@@ -79,10 +79,11 @@ def decide(
     threshold: float,
     asked: Query | None = None,
     context: str = "",
-    earlier: Sequence[Query] = (),
+    earlier: Sequence[str] = (),
 ) -> Decision:
-    """``query`` is what the decision measures (the understood question); ``asked`` and
-    ``context`` (canonical text of the conversation) are given for a follow-up.
+    """``query`` is what the decision measures (the understood question); ``asked``, ``context``
+    (canonical text of the conversation) and ``earlier`` (its questions, most recent first) are
+    given for a follow-up.
 
     A follow-up is supported when either the understood question or the follow-up itself is (a
     joined question spreads its words over two topics, so it scores lower than either); its

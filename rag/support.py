@@ -119,7 +119,8 @@ def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list
     """Numbers (two digits or more), asked-for units and the asked-about noun of the question that
     none of the top ``depth`` chunks contains. Thousands separators are ignored (3,000 = 3000); the
     asked-about noun counts as present when any vocabulary variant of it is (服务器 / 伺服器), and a
-    share word (比例) when the chunks give any share, beside the year the question names if any."""
+    share word (比例) when the chunks give any share, beside the year the question names if any. A
+    sum asked for without a currency (多少经费) needs a sum in the chunks (``金额`` when none is)."""
     # The canonical text includes the heading path: 「第一場座談會記錄 > …」 says what a chunk is about.
     text = _same_units("\n".join(h.chunk.canonical for h in hits[:depth]).replace(",", ""))
     asked = _same_units(query.variants[0])
@@ -384,7 +385,7 @@ def unbound_subject(
 
 
 def unbound_referent(
-    query: Query, hits: Sequence[Hit], snapshot: IndexVersion, earlier: Sequence[Query], depth: int = ENTITY_DEPTH
+    query: Query, hits: Sequence[Hit], snapshot: IndexVersion, earlier: Sequence[str], depth: int = ENTITY_DEPTH
 ) -> list[str]:
     """「那它一年的營收大概多少？」 after questions about 巴黎's 光之博物館: the amount asked for is
     the pronoun's, so a source must give it beside a name the conversation's latest question with
@@ -395,7 +396,8 @@ def unbound_referent(
     if not PRONOUN.search(variant) or not match or not _AMOUNT.search(match.group()):
         return []
     subject = asked_about(variant)
-    names = next((found for q in earlier if (found := question_names(q, snapshot))), [])
+    # The earlier questions are prepared only here, for the few follow-ups that get this far.
+    names = next((found for q in earlier if (found := question_names(Query.from_question(q), snapshot))), [])
     if not subject or not names:
         return []
     years = _YEAR.findall(variant)

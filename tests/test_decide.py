@@ -348,9 +348,8 @@ def test_a_pronouns_amount_needs_a_source_naming_what_it_stands_for(
 ) -> None:
     # Most recent first; 新加坡 is in 2 of the slice's 110 chunks (巴黎, in 7, is its setting).
     asked_before = ("它的碳稅是從哪一年開始的？", "新加坡的碳稅是多少？")
-    earlier = [Query.from_question(q) for q in asked_before]
     hits = [hit(t) for t in texts]
-    assert unbound_referent(Query.from_question(follow_up), hits, service.snapshot, earlier) == unbound
+    assert unbound_referent(Query.from_question(follow_up), hits, service.snapshot, asked_before) == unbound
 
 
 def test_person_names_count_only_when_the_corpus_names_them_a_few_times(service) -> None:
