@@ -16,6 +16,7 @@ from typing import Any
 
 from ingest.normalise import Script, canonical, detect_script, to_script
 from rag.bare_question import bare_question
+from rag.followup import previous_questions
 from rag.store.keyword import posseg
 
 # 「那韓國呢？」「至於新加坡？」「還有日本嗎」「韓國呢」
@@ -50,8 +51,7 @@ def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
     Pronouns are resolved against the question as asked (:func:`last_user_message`): the rule
     takes the first name of the previous question, and in a rewrite that is often the frame, not
     the referent (「它一年的營收」 after a question about a museum in Paris became 巴黎's)."""
-    asked = [str(m.get("content", "")).strip() for m in history if m.get("role") == "user"]
-    asked = [q for q in asked if q][-FOLLOW_UP_CHAIN:]
+    asked = previous_questions(history, FOLLOW_UP_CHAIN)[::-1]  # oldest first
     if not asked:
         return None
     # Forward over the last few questions, each read against the one before as understood; a

@@ -361,6 +361,26 @@ def _forms(name: str) -> tuple[str, ...]:
     return (name, name[::-1]) if len(name) == 2 else (name,)
 
 
+def amount_asked(variant: str) -> str | None:
+    """The noun whose amount a canonical question asks (「華為的晶片自給率是多少」 → 自给率), or None
+    when it asks no amount (「哪一類」, 「是什麼」) or names no such noun."""
+    match = _ASKS.search(variant)
+    return asked_about(variant) if match and _AMOUNT.search(match.group()) else None
+
+
+def given_beside(
+    subject: str, names: Sequence[str], hits: Sequence[Hit], snapshot: IndexVersion, years: Sequence[str], every: bool
+) -> bool:
+    """Whether one of ``hits`` gives ``subject`` (see :func:`subject_given`) beside ``every`` name,
+    or beside any one of them: a figure belongs to whom it is given for."""
+    named = all if every else any
+    return any(
+        subject_given(subject, h.chunk.canonical, years)
+        and named(name_present(n, h.chunk.canonical, snapshot) for n in names)
+        for h in hits
+    )
+
+
 def unbound_subject(
     query: Query, hits: Sequence[Hit], snapshot: IndexVersion, context: str = "", depth: int = ENTITY_DEPTH
 ) -> list[str]:
@@ -369,18 +389,12 @@ def unbound_subject(
     appear in one top source together with every name the question gives. Returns 「华为+自给率」
     when no source holds both. Only amounts: for 「哪一類」 / 「是什麼」 the name is often the
     frame (「美國商務部列出的清單中，SoC 屬哪一類」) and the answer sits in a table without it."""
-    match = _ASKS.search(query.variants[0])
-    if not match or not _AMOUNT.search(match.group()):
-        return []
-    subject = asked_about(query.variants[0])
-    names = question_names(query, snapshot, context)
+    subject = amount_asked(query.variants[0])
+    names = question_names(query, snapshot, context) if subject else []
     if not subject or not names:
         return []
-    years = _YEAR.findall(query.variants[0])
-    for hit in hits[:depth]:
-        text = hit.chunk.canonical
-        if subject_given(subject, text, years) and all(name_present(n, text, snapshot) for n in names):
-            return []
+    if given_beside(subject, names, hits[:depth], snapshot, _YEAR.findall(query.variants[0]), every=True):
+        return []
     return ["+".join([*names, subject])]
 
 
@@ -392,17 +406,11 @@ def unbound_referent(
     names gave (``earlier``, most recent first), as :func:`unbound_subject` requires of names the
     question gives itself. Returns 「巴黎/光之博物馆+营收」 when no top source holds both."""
     variant = query.variants[0]
-    match = _ASKS.search(variant)
-    if not PRONOUN.search(variant) or not match or not _AMOUNT.search(match.group()):
+    subject = amount_asked(variant) if PRONOUN.search(variant) else None
+    if not subject:
         return []
-    subject = asked_about(variant)
     # The earlier questions are prepared only here, for the few follow-ups that get this far.
     names = next((found for q in earlier if (found := question_names(Query.from_question(q), snapshot))), [])
-    if not subject or not names:
+    if not names or given_beside(subject, names, hits[:depth], snapshot, _YEAR.findall(variant), every=False):
         return []
-    years = _YEAR.findall(variant)
-    for hit in hits[:depth]:
-        text = hit.chunk.canonical
-        if subject_given(subject, text, years) and any(name_present(n, text, snapshot) for n in names):
-            return []
     return ["/".join(names) + "+" + subject]
