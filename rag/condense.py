@@ -119,9 +119,39 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
         return (lead + name + question[match.end() + class_length :]).strip(), True
     for i, (start, word) in enumerate(spans):
         if word.flag in _NAME_FLAGS:
-            name = previous[start : start + len(word.word)]
+            name = previous[start : start + _possessed_length(spans, i)]
             return (lead + name + question[match.end() :]).strip(), not _cut_short(spans, i)
     return None
+
+
+# What may stand inside the noun phrase a name possesses: nouns, verbal nouns (出口管制), Latin-script
+# terms, numerals (第三次) and 之 (光之博物館); not the adverbs jieba tags as nouns (「…原本是」).
+_NOMINAL = re.compile(r"^(?:n|vn|eng|m)")
+_ADVERB_NOUNS = frozenset({"原本", "原先"})
+
+
+def _in_phrase(word: Any) -> bool:
+    return word.word == "之" or (_NOMINAL.match(word.flag) is not None and word.word not in _ADVERB_NOUNS)
+
+
+def _possessed_length(spans: Sequence[tuple[int, Any]], i: int) -> int:
+    """The length of the name at ``spans[i]`` with the noun phrase it possesses: 「巴黎的光之博物館」
+    for 巴黎, up to the first word that is no noun (開幕, 原本是). A pronoun points at what the
+    previous question was about, and in 「X的Y…」 that is Y: 「它的展覽」 after 「巴黎的光之博物館
+    開幕第一年吸引了多少遊客？」 is the museum's, not the city's. Kept whole, the phrase still names X.
+    Just the name when 的 does not follow or no noun follows it."""
+    start, word = spans[i]
+    if i + 2 >= len(spans) or spans[i + 1][1].word != "的":
+        return len(word.word)
+    end = i + 2
+    while end < len(spans) and _in_phrase(spans[end][1]):
+        end += 1
+    if not any(w.flag.startswith(("n", "vn", "eng")) for _, w in spans[i + 2 : end]):
+        return len(word.word)
+    while spans[end - 1][1].word == "之" or spans[end - 1][1].flag.startswith("m"):
+        end -= 1  # a phrase ends in a noun
+    last_start, last = spans[end - 1]
+    return last_start + len(last.word) - start
 
 
 def tagged_spans(text: str) -> list[tuple[int, Any]]:

@@ -120,6 +120,17 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
         # 「這個品牌」 is the name the previous question puts beside 品牌, not its first name (法國).
         ("經濟部參訪的法國精品品牌Hermès推出了哪些新產品？", "這個品牌的總部在哪裡？", ("Hermès的總部在哪裡？", True)),
         ("欧盟选了哪个城市巴塞罗那做试点？", "这个城市有多少人口？", ("巴塞罗那有多少人口？", True)),
+        # 「X的Y」: the question was about Y, which the pronoun stands for (with X kept, which names it).
+        (
+            "巴黎的光之博物館開幕第一年吸引了多少遊客？",
+            "它的展覽用了幾台投影機？",
+            ("巴黎的光之博物館的展覽用了幾台投影機？", True),
+        ),
+        ("巴黎的光之博物馆原本是什么建筑？", "它用了几台投影仪？", ("巴黎的光之博物馆用了几台投影仪？", True)),
+        ("美國的半導體補貼政策有哪些？", "它的規模多大？", ("美國的半導體補貼政策的規模多大？", True)),
+        ("日本的出口管制從哪一天開始？", "它針對哪些產品？", ("日本的出口管制針對哪些產品？", True)),
+        # 的 with no noun after it (高速 is tagged an adverb): the name alone.
+        ("愛迪達的高速工廠設在哪個國家？", "它在哪一年關閉？", ("愛迪達在哪一年關閉？", True)),
     ],
 )
 def test_a_pronoun_is_replaced_by_a_whole_singular_name_only(
