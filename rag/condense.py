@@ -113,6 +113,7 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
         return None
     spans = tagged_spans(previous)
     lead = re.sub(r"^\s*(?:那麼|那么|那)\s*", "", question[: match.start()])
+    compared = _COMPARED.search(question) is not None
     named = named_by_class(question[match.end() :], previous, spans)
     if named is not None:
         name, class_length = named
@@ -120,8 +121,15 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     for i, (start, word) in enumerate(spans):
         if word.flag in _NAME_FLAGS:
             name = previous[start : start + _possessed_length(spans, i)]
-            return (lead + name + question[match.end() :]).strip(), not _cut_short(spans, i)
+            return (lead + name + question[match.end() :]).strip(), not compared and not _cut_short(spans, i)
     return None
+
+
+# A pronoun something is compared with: 「建築部門跟它比起來呢？」, 「到2026年會是它的幾倍？」.
+_COMPARED = re.compile(
+    r"(?:跟|和|與|与|同|比|較|较)(?:它|其|這個|这个)|(?:它|其)(?:的)?(?:幾|几|多少)倍|"
+    r"(?:它|這個|这个)(?:比起來|比起来|相比|相較|相较|一樣|一样)"
+)
 
 
 # What may stand inside the noun phrase a name possesses: nouns, verbal nouns (出口管制), Latin-script

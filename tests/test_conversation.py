@@ -105,6 +105,24 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
 
 
 @pytest.mark.parametrize(
+    "previous, follow_up",
+    [
+        ("運輸部門在盧森堡的能源消耗裡佔比如何？", "建築部門跟它比起來呢？"),
+        ("2023年光是輝達出貨的AI伺服器一年要用多少電？", "到2026年會是它的幾倍？"),
+        ("盧森堡的第三次產業革命規劃是以哪一年為目標？", "台灣的目標年跟它一樣嗎？"),
+        ("豐泰的自動化製程讓人力成本降了多少？", "每小時產量的變化和它相比呢？"),
+    ],
+)
+def test_a_pronoun_compared_with_is_not_shown_as_a_name(previous: str, follow_up: str) -> None:
+    """A pronoun something is compared with stands for what the previous question measured (the
+    share, the consumption), not for the name it was measured of: no name is shown as understood."""
+    rewritten = rewrite_by_rules(follow_up, history_of((previous, "…")))
+    assert rewritten is not None and rewritten[1] is False, rewritten
+    # The same name stands for the pronoun outside a comparison.
+    assert rewrite_by_rules("它的總量是多少？", history_of((previous, "…")))[1] is True
+
+
+@pytest.mark.parametrize(
     "previous, follow_up, expected",
     [
         ("盧森堡在2016年發布了什麼策略？", "它的目標年是哪一年？", ("盧森堡的目標年是哪一年？", True)),
