@@ -91,8 +91,12 @@ def elliptical_subject(question: str) -> str | None:
     return subject
 
 
-# 其 and 該 as pronouns only: 其他 / 其中 / 其實 / 該當 are words of their own.
-PRONOUN = re.compile(r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|該(?![當当])|该(?!当)")
+# 其 and 該 as pronouns only: 其他 / 其中 / 其實 / 該當 are words of their own, and 該 is "should" in
+# 應該, 該怎麼, 該如何, 該不該 (「台灣應該怎麼因應？」 became 「台灣應美國怎麼因應？」).
+PRONOUN = re.compile(
+    r"它們|它们|他們|他们|這個|这个|該國|该国|它|其(?![他它中實实餘余次])|"
+    r"(?<![應应本活不])(?:該|该)(?![當当怎如不要會会])"
+)
 
 
 # 它們 / 他們 point at what the previous question counted or listed (「多少家銀行」 → 它們), rarely at

@@ -105,6 +105,20 @@ def test_rule_rewrites_are_shown_only_when_trusted(previous: str, follow_up: str
 
 
 @pytest.mark.parametrize(
+    "follow_up", ["那台灣應該怎麼因應？", "那該怎麼辦？", "政府该如何补助这些厂商？", "該不該延長？"]
+)
+def test_should_is_not_a_pronoun(follow_up: str) -> None:
+    """該 / 应该 as "should" stands for nothing: no name of the previous question is put in."""
+    rewritten = rewrite_by_rules(follow_up, history_of(("台積電在美國哪一州設廠？", "…")))
+    assert rewritten is None or "美國" not in rewritten[0], rewritten
+    # 該 before a noun still points back.
+    assert rewrite_by_rules("該國的人口有多少？", history_of(("盧森堡在2016年發布了什麼策略？", "…"))) == (
+        "盧森堡的人口有多少？",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
     "previous, follow_up",
     [
         ("運輸部門在盧森堡的能源消耗裡佔比如何？", "建築部門跟它比起來呢？"),
