@@ -64,6 +64,24 @@ def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
     return understood
 
 
+def pronoun_antecedents(history: Sequence[Mapping[str, str]]) -> str | None:
+    """The previous question a pronoun is resolved against: as asked, unless it has a pronoun of its
+    own that the rules resolved, then as resolved (traced over the last four questions). 「那它一年
+    的營收大概多少？」 after 「它的展覽用了幾台投影機？」 after 「巴黎的光之博物館…」 points where the
+    turn before pointed, at the museum; against the question as asked it found no name at all.
+
+    Only pronoun rewrites are followed, not elliptical ones (「那韓國呢？」 is its own antecedent): a
+    swapped-in question's first name is often its frame (see :func:`previous_question`)."""
+    asked = previous_questions(history, FOLLOW_UP_CHAIN)[::-1]  # oldest first
+    if not asked:
+        return None
+    understood = asked[0]
+    for question in asked[1:]:
+        resolved = resolve_pronoun(question, understood) if elliptical_subject(question) is None else None
+        understood = resolved[0] if resolved is not None and resolved[1] else question
+    return understood
+
+
 def conversation_script(history: Sequence[Mapping[str, str]]) -> Script:
     """The script of the last user message that has one: after 「那PPP模式呢？」 (either script) in
     a Simplified conversation, 「ODA呢？」 is answered in Simplified."""
@@ -124,7 +142,9 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
         return (lead + name + question[match.end() + class_length :]).strip(), True
     for i, (start, word) in enumerate(spans):
         if word.flag in _NAME_FLAGS:
-            name = previous[start : start + _possessed_length(spans, i)]
+            # 「這個計畫」 names its own noun: 盧森堡計畫, not 盧森堡的規劃計畫.
+            length = len(word.word) if match.group() in ("這個", "这个") else _possessed_length(spans, i)
+            name = previous[start : start + length]
             return (lead + name + question[match.end() :]).strip(), not compared and not _cut_short(spans, i)
     return None
 
@@ -290,7 +310,7 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
     question = bare_question(question)
     subject = elliptical_subject(question)
     if subject is None:
-        return resolve_pronoun(question, bare_question(asked))
+        return resolve_pronoun(question, pronoun_antecedents(history) or bare_question(asked))
     previous = bare_question(previous_question(history) or asked)
     script = detect_script(question)
     substituted = substitute_subject(previous, subject)
@@ -306,10 +326,10 @@ def rewrite_by_rules(question: str, history: Sequence[Mapping[str, str]]) -> tup
 def resolved_pronoun(question: str, history: Sequence[Mapping[str, str]]) -> str | None:
     """The question with its pronoun replaced by the rules' trusted name (「這個品牌的…」 →
     「Chloé的…」), or None when the rules resolved no pronoun of it."""
-    previous = last_user_message(history)
+    previous = pronoun_antecedents(history)
     if previous is None:
         return None
-    question, previous = bare_question(question), bare_question(previous)
+    question = bare_question(question)
     if elliptical_subject(question) is not None:
         return None
     resolved = resolve_pronoun(question, previous)

@@ -17,7 +17,7 @@ from eval.dialogues import load_dialogues
 from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain, referent_tokens
-from rag.condense import conversation_script, rewrite_by_rules
+from rag.condense import conversation_script, resolved_pronoun, rewrite_by_rules
 from rag.evidence import answer_span, asked_kind, asked_unit, has_kind, is_caption, joined_lines, select_evidence
 from rag.followup import (
     carried_positions,
@@ -205,6 +205,18 @@ def test_a_follow_up_on_a_follow_up_leans_on_the_question_as_understood() -> Non
     assert conversation_script(history_of(("BOT模式面临的主要挑战是什么？", "…"), ("那PPP模式呢？", "…"))) == (
         "simplified"
     )
+
+
+def test_a_pronoun_after_a_pronoun_points_where_the_one_before_pointed() -> None:
+    history = history_of(("巴黎的光之博物館開幕第一年吸引了多少遊客？", "…"), ("它的展覽用了幾台投影機？", "…"))
+    assert rewrite_by_rules("那它一年的營收大概多少？", history) == ("巴黎的光之博物館一年的營收大概多少？", True)
+    assert resolved_pronoun("那它一年的營收大概多少？", history) == "巴黎的光之博物館一年的營收大概多少？"
+    # 「這個計畫」 names its own noun after the name.
+    history = history_of(("盧森堡在2016年發布了什麼策略？", "…"), ("它的規劃是以哪一年為目標？", "…"))
+    assert rewrite_by_rules("這個計畫動員了多少人？", history) == ("盧森堡計畫動員了多少人？", True)
+    # An elliptical turn in between is its own antecedent: 它 is 韓國 here, not 日本.
+    history = history_of(("日本的出口管制從哪一天開始？", "…"), ("那韓國呢？", "…"))
+    assert rewrite_by_rules("它的人口有多少？", history) == ("韓國的人口有多少？", True)
 
 
 def test_a_long_chain_of_follow_ups_is_traced_a_few_questions_back_only() -> None:
