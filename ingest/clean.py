@@ -85,6 +85,11 @@ _MAX_HEADING_WIDTH = 80  # display columns: 40 CJK characters
 # whole paragraph, and only long ones break mid-sentence (at a page end, or by the converter).
 _SHORT_UNWRAPPED = 60
 _FOOTNOTE = re.compile(r"[¹²³⁴⁵⁶⁷⁸⁹⁰]+\s")
+# A figure's label on a line of its own (「圖 7-2-1  新加坡：整體製造業 GDP 及占比之趨勢」) sits under
+# the figure, so what follows it is new text; a table's label heads the table's rows and stays with
+# them. A line with a comma or a full stop is a sentence about the figure instead (「圖 3 顯示，」).
+_CAPTION_LINE = re.compile(r"[圖图]\s*\d+(?:\s*[-－–.]\s*\d+)*\s*[^\s\d]")
+_SENTENCE_MARKS = re.compile(r"[，,。；;！？!?]")
 
 
 @dataclass(frozen=True)
@@ -587,6 +592,12 @@ class _Cleaner:
 
     def add_text_line(self, ln: _Line) -> None:
         """Start a list item or a paragraph, or continue the open one."""
+        if _is_caption_line(ln):
+            # A label ends at its line. Run on, it glued itself to the next sentence (「…占比之趨勢
+            # 不過，從 2014 年…」), which then began like a label and was never quoted. Blocks keep
+            # the original's order, so a paragraph the label interrupts ends there.
+            self.emit("paragraph", 0, [(ln.start, ln.end, -1)])
+            return
         enumerated = ln.marker is not None and ln.marker[0] >= 3  # "一、探討…" that is not a heading
         if ln.is_list or enumerated:
             self.flush()
@@ -611,6 +622,14 @@ class _Cleaner:
         text, cmap = _squeeze(self.original, ln.start, ln.end)
         self.current.add(text, cmap, gap_at)
         self.current.open = self.continues(ln, as_list=self.current.kind == "list_item")
+
+
+def _is_caption_line(ln: _Line) -> bool:
+    return (
+        ln.width <= _MAX_HEADING_WIDTH
+        and _CAPTION_LINE.match(ln.text) is not None
+        and _SENTENCE_MARKS.search(ln.text) is None
+    )
 
 
 def clean_text(original: str) -> CleanDocument:

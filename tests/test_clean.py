@@ -365,3 +365,19 @@ def test_underscore_emphasis_goes_but_underscores_inside_words_stay() -> None:
     assert "a__b?utm__c=1" in texts[1]
     block = doc.blocks[0]
     assert [doc.original[i] for i in block.char_map] == list(block.text)
+
+
+# -- figure and table labels ------------------------------------------------------------------------
+
+
+def test_a_figure_label_is_a_block_of_its_own_and_the_next_sentence_starts_its_own() -> None:
+    # 001 lines 23869-23875: 「圖 7-2-1  新加坡：整體製造業 GDP 及占比之趨勢」, then 「不過，從 2014 年…」.
+    # Run on, the label began the sentence, and a sentence that begins like a label is never quoted.
+    doc = cleaned(REPORT)
+    label = find_block(doc, "圖 7-2-1 新加坡：整體製造業 GDP 及占比之趨勢")
+    assert label.text == "圖 7-2-1 新加坡：整體製造業 GDP 及占比之趨勢"
+    sentence = find_block(doc, "整體製造業 GDP 占全國 GDP 之比例達 20.74%")
+    assert sentence.text.startswith("不過，從 2014 年到 2015 年之間")
+    # A sentence about a table (it has a comma) still runs on over its broken lines.
+    about = find_block(doc, "表 1 歸納我們所分析的美中貿易戰對全球價值鏈的影響")
+    assert "政府對策芻議" in about.text
