@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -48,20 +48,13 @@ def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
     (「那PPP呢？」) stands for its trusted rewrite (「PPP模式最大的挑戰是什麼？」), so the next
     elliptical follow-up (「那ODA呢？」) has a whole question to swap its subject into.
 
-    Pronouns are resolved against the question as asked (:func:`last_user_message`): the rule
-    takes the first name of the previous question, and in a rewrite that is often the frame, not
-    the referent (「它一年的營收」 after a question about a museum in Paris became 巴黎's)."""
-    asked = previous_questions(history, FOLLOW_UP_CHAIN)[::-1]  # oldest first
-    if not asked:
-        return None
-    # Forward over the last few questions, each read against the one before as understood; a
-    # history of one question (the understood one) keeps this from recursing however long the
-    # conversation is.
-    understood = asked[0]
-    for question in asked[1:]:
-        rewritten = rewrite_by_rules(question, [{"role": "user", "content": understood}])
-        understood = rewritten[0] if rewritten is not None and rewritten[1] else question
-    return understood
+    Pronouns are resolved against :func:`pronoun_antecedents` instead, which follows pronoun
+    rewrites only: the rule takes the first name of the previous question, and in an elliptical
+    rewrite that is often the frame, not the referent (「它一年的營收」 after a question about a
+    museum in Paris became 巴黎's)."""
+    return _traced(
+        history, lambda question, understood: rewrite_by_rules(question, [{"role": "user", "content": understood}])
+    )
 
 
 def pronoun_antecedents(history: Sequence[Mapping[str, str]]) -> str | None:
@@ -72,13 +65,26 @@ def pronoun_antecedents(history: Sequence[Mapping[str, str]]) -> str | None:
 
     Only pronoun rewrites are followed, not elliptical ones (「那韓國呢？」 is its own antecedent): a
     swapped-in question's first name is often its frame (see :func:`previous_question`)."""
+    return _traced(
+        history,
+        lambda question, understood: (
+            resolve_pronoun(question, understood) if elliptical_subject(question) is None else None
+        ),
+    )
+
+
+def _traced(history: Sequence[Mapping[str, str]], read: Callable[[str, str], tuple[str, bool] | None]) -> str | None:
+    """The last question as understood, reading each of the last few questions against the one
+    before it as understood (``read`` gives a rewrite and whether it is trusted). Forward and with a
+    one-question history each time, so a conversation of any length costs a few rewrites and never
+    recurses."""
     asked = previous_questions(history, FOLLOW_UP_CHAIN)[::-1]  # oldest first
     if not asked:
         return None
     understood = asked[0]
     for question in asked[1:]:
-        resolved = resolve_pronoun(question, understood) if elliptical_subject(question) is None else None
-        understood = resolved[0] if resolved is not None and resolved[1] else question
+        rewritten = read(question, understood)
+        understood = rewritten[0] if rewritten is not None and rewritten[1] else question
     return understood
 
 
