@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from ingest.normalise import query_wordings
 from rag.condense import PRONOUN
+from rag.money import BARE_MAGNITUDE
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
 from rag.store.derived import derived
@@ -107,7 +108,7 @@ _ASKS_MONEY = re.compile(
 )
 _MONEY = re.compile(
     r"(?:\d|[一二三四五六七八九十百千两])\s*(?:多|余)?\s*(?:千|百)?\s*(?:万|亿|兆)?\s*"
-    r"(?:元|美元|欧元|日元|英镑|台币|新台币|人民币|韩元|美金|亿|万)|[$€£¥]\s*\d"
+    r"(?:元|美元|欧元|日元|英镑|台币|新台币|人民币|韩元|美金|" + BARE_MAGNITUDE + r")|[$€£¥]\s*\d"
 )
 
 

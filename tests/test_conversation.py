@@ -308,6 +308,14 @@ def test_a_figure_in_another_unit_or_a_label_is_not_the_asked_count() -> None:
     assert has_kind("該市場占地共 7 公頃", "figure", asked_unit("占地多少公頃？"))
 
 
+def test_a_count_in_ten_thousands_is_no_sum_of_money() -> None:
+    """「120 萬遊客」 counts visitors: it does not answer 「門票多少錢」, while 「3 億」 at a mark does."""
+    unit = asked_unit("它的門票多少錢？")
+    assert not has_kind("第一年便吸引了 120 萬遊客參訪。", "figure", unit)
+    assert has_kind("總經費約新台幣 3 億。", "figure", unit)
+    assert has_kind("以85億美元的高價被Microsoft收購", "figure", unit)
+
+
 def test_the_figure_in_the_asked_unit_beats_a_date_beside_the_questions_words() -> None:
     """「多少人參加」: the sentence holding the year the question names and more of its words
     has a figure too, a date; only the head count answers. Measure words vary by writer

@@ -296,6 +296,10 @@ def test_a_share_is_given_by_any_share_in_the_sources(question: str, text: str, 
         ("猛虎辦公室每年的預算是多少？", "猛虎辦公室協助新創拓展海外市場。", ["金额"]),
         ("台灣核能發電的成本大概是多少？", "核能發電成本每度約 1.5 元。", []),
         ("吸引了多少投資？", "累計吸引 7,000 億投資。", []),  # 投資 alone is not asked as money here
+        # 萬 and 億 are magnitudes: a count of visitors is no price, a bare sum still is one.
+        ("光之博物館的門票多少錢？", "第一年便吸引了 120 萬遊客參訪。", ["金额", "门票"]),
+        ("光之博物館的門票多少錢？", "第一年便吸引了 120 萬遊客參訪，門票收入達 3,000 萬。", []),
+        ("這項計畫預計投入多少經費？", "預計投入 1,000 萬以上，並吸引 25 萬個家庭參與。", []),
     ],
 )
 def test_a_sum_asked_for_needs_a_sum_in_the_sources(question: str, text: str, missing: list[str]) -> None:
