@@ -19,21 +19,27 @@ BLIND_GOLD = DEFAULT_GOLD.with_name("blind_20261205.jsonl")
 #: The second blind batch (written later the same day, by another helper that saw only the documents
 #: and the format): scored once before and once after that session's changes, never tuned on.
 BLIND_GOLD_C = DEFAULT_GOLD.with_name("blind_20261205c.jsonl")
+#: The third blind batch (the fourteenth stop, a third helper, documents and format only): its odd
+#: ids are read to find faults, its even ids are scored and never read.
+BLIND_GOLD_D = DEFAULT_GOLD.with_name("blind_20261206d.jsonl")
+BLIND_BATCHES = (BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D)
 MAINLAND_WORDS = ("芯片", "软件", "数据", "网络", "人工智能", "知识产权", "服务器", "数字", "信息")
 
 
 @pytest.mark.parametrize(
-    "path", [DEFAULT_GOLD, SMALL_GOLD, BLIND_GOLD, BLIND_GOLD_C], ids=["full", "small", "blind", "blind-c"]
+    "path",
+    [DEFAULT_GOLD, SMALL_GOLD, BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D],
+    ids=["full", "small", "blind", "blind-c", "blind-d"],
 )
 def test_every_evidence_quote_occurs_in_its_document(path: Path) -> None:
     assert evidence_problems(load_gold(path), CORPUS) == []
 
 
-@pytest.mark.parametrize("path", [BLIND_GOLD, BLIND_GOLD_C], ids=["blind", "blind-c"])
+@pytest.mark.parametrize("path", BLIND_BATCHES, ids=["blind", "blind-c", "blind-d"])
 def test_the_blind_batch_is_held_out_and_asks_in_both_scripts(path: Path) -> None:
     items = load_gold(path)
     assert {i.split for i in items} == {"test"}
-    others = [load_gold(), *(load_gold(b) for b in (BLIND_GOLD, BLIND_GOLD_C) if b != path)]
+    others = [load_gold(), *(load_gold(b) for b in BLIND_BATCHES if b != path)]
     assert not {i.id for i in items} & {i.id for other in others for i in other}
     for item in items:
         assert detect_script(item.question_trad) == "traditional", item.id
