@@ -99,7 +99,11 @@ def asked_unit(question: str) -> str | None:
 
 
 def _has_unit_figure(text: str, unit: str) -> bool:
-    return re.search(_NUMERAL + "(?:" + _UNIT_WORDS[unit] + ")", text) is not None
+    """A figure in ``unit``, not counting a lone 一: 「一個重要的因素」 is an article, not a count."""
+    return any(
+        not re.fullmatch(r"[一壹]\s*", m.group(1))
+        for m in re.finditer("(" + _NUMERAL + ")(?:" + _UNIT_WORDS[unit] + ")", text)
+    )
 
 
 def has_kind(text: str, kind: str | None, unit: str | None = None) -> bool:

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from ingest.normalise import query_wordings
 from rag.condense import PRONOUN
+from rag.evidence import asked_unit, has_kind
 from rag.money import BARE_MAGNITUDE
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
@@ -112,6 +113,9 @@ _MONEY = re.compile(
 )
 
 
+_MONEY_UNITS = frozenset(["钱", "元", "美元", "欧元", "亿", "万"])  # sums are checked above
+
+
 def _same_units(text: str) -> str:
     return text.replace("日圆", "日元")
 
@@ -121,7 +125,9 @@ def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list
     none of the top ``depth`` chunks contains. Thousands separators are ignored (3,000 = 3000); the
     asked-about noun counts as present when any vocabulary variant of it is (服务器 / 伺服器), and a
     share word (比例) when the chunks give any share, beside the year the question names if any. A
-    sum asked for without a currency (多少经费) needs a sum in the chunks (``金额`` when none is)."""
+    sum asked for without a currency (多少经费) needs a sum in the chunks (``金额`` when none is),
+    and a count in a measure word (几家, 多少人) a figure in that measure (the measure word when none
+    is: a question the documents cannot answer is otherwise answered with its topic's sentences)."""
     # The canonical text includes the heading path: 「第一場座談會記錄 > …」 says what a chunk is about.
     text = _same_units("\n".join(h.chunk.canonical for h in hits[:depth]).replace(",", ""))
     asked = _same_units(query.variants[0])
@@ -131,6 +137,10 @@ def missing_specifics(query: Query, hits: Sequence[Hit], depth: int = 3) -> list
     missing += missing_ordinals(asked, text)
     if _ASKS_MONEY.search(asked) and not _MONEY.search(text):
         missing.append("金额")
+    # 「找了幾家廠商」, 「多少人參加」: a count in a measure word needs a figure in that measure.
+    unit = asked_unit(asked)
+    if unit is not None and unit not in _MONEY_UNITS and not has_kind(text, "figure", unit):
+        missing.append(unit)
     subject = asked_about(query.variants[0])
     years = _YEAR.findall(asked)
     # Tag the other variants only when the first one's noun is absent (jieba tagging is the cost).
@@ -213,9 +223,17 @@ _ASKS = re.compile(r"是多少|有多少|有多大|为多少|达到多少|多少
 _AMOUNT = re.compile(r"多少|多大|几")
 # Hedges (大概, 差不多) too: 「成功率大概多少」 asks about 成功率 as 「成功率是多少」 does.
 _HEDGES = ("大概", "大致", "差不多", "将近", "接近", "一共", "总计", "共计", "合计")
+# A forecast (「市場規模預計有多大」) asks about the same noun as the plain question does.
+_FORECAST = ("预计", "预估", "预期", "预测", "估计", "可望", "有望", "将", "将会", "可能")
 _GLUE = frozenset(
-    ["是", "有", "为", "的", "达到", "总共", "约", "大约", "共", "要", "会", "在", "占", "到", "了", "花", *_HEDGES]
-)
+    [
+        "是", "有", "为", "的", "达到", "总共", "约", "大约", "共", "要", "会", "在", "占", "到", "了", "花",
+        *_HEDGES, *_FORECAST,
+    ]
+)  # fmt: skip
+# 「降到多少」, 「成長到多大」: the word before 到 is a verb of change, however jieba tags it (it cuts
+# 「預估會長到多大」 as 預估 / 會長 / 到, and 會長 is a chairman), and a verb asks about no noun.
+_REACHES = frozenset(["到", "至"])
 
 
 # Aspect particles: the word before 「了多少」 is a verb (挹注了多少資金), whose object follows.
@@ -256,13 +274,16 @@ def asked_about(variant: str) -> str | None:
         return None
     # Skip the glue, any one-character function word jieba split off the noun (差旅费 / 用), and a
     # numeral with its measure word (「全票一張要多少歐元」 asks the price of 全票, not of 一張).
+    if len(words) >= 2 and words[-1].word in _REACHES and len(words[-2].word) >= 2:
+        return None  # a one-character verb (壓到, 降到) is skipped below, as before any 到
     while words and (
         words[-1].word in _GLUE
         or (len(words[-1].word) == 1 and not words[-1].flag.startswith("n"))
         or words[-1].flag in ("m", "mq")
     ):
         words.pop()
-    if not words:
+    # One character (「通常卡在哪」: jieba's noun 卡 is the verb "stuck") names too little to require.
+    if not words or len(words[-1].word) == 1:
         return None
     last = words[-1]
     # 「號碼是什麼」 asks for the kind of answer, not about a thing; so does a compound ending in such

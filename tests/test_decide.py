@@ -110,6 +110,14 @@ def test_specifics_only_count_the_top_sources() -> None:
         # The noun is sought in the question word's own sentence, not in the question before it.
         ("卢森堡为什么要推动产业多元化？是什么事让它警醒的？", None),
         ("盧森堡為什麼要推動多元化？當時的失業率是多少？", "失业率"),
+        # A forecast asks about the noun a plain question does.
+        ("美國的GDP成長率預計是多少？", "成长率"),
+        ("到2030年，全球儲能市場的規模預計有多大？", None),  # 規模: answered by an amount
+        # A verb of change before 到 asks about no noun, however jieba tags it (會長: a chairman).
+        ("全球物流市場到2033年預估會長到多大？", None),
+        ("長期打算把運輸中自用車的比例壓到多少？", "比例"),  # a one-character verb is skipped
+        # One character names too little: 「卡在哪」 is "stuck where", not a card.
+        ("中小企業要做雙轉型，通常卡在哪三個地方？", None),
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
@@ -282,6 +290,21 @@ def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -
     ],
 )
 def test_a_share_is_given_by_any_share_in_the_sources(question: str, text: str, missing: list[str]) -> None:
+    assert missing_specifics(Query.from_question(question), [hit(text)]) == missing
+
+
+@pytest.mark.parametrize(
+    "question, text, missing",
+    [
+        # A count in a measure word needs a figure in that measure; 「一個」 is an article, not a count.
+        ("口罩國家隊總共找了幾家廠商？", "政府動員廠商成立一個「口罩國家隊」。", ["家"]),
+        ("口罩國家隊總共找了幾家廠商？", "政府動員 60 家廠商成立「口罩國家隊」。", []),
+        ("2023年那場論壇大概有多少人參加？", "2023 年論壇各界政府、企業共 300 多人參加。", []),
+        ("2023年那場論壇大概有多少人參加？", "論壇於 2023 年舉行。", ["人"]),
+        ("那家工廠一年要生產多少雙鞋？", "設定目標一年生產50萬雙鞋子。", []),  # measure words count alike
+    ],
+)
+def test_a_count_asked_for_needs_a_count_in_the_sources(question: str, text: str, missing: list[str]) -> None:
     assert missing_specifics(Query.from_question(question), [hit(text)]) == missing
 
 
