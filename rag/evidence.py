@@ -87,8 +87,13 @@ _UNIT_WORDS = {
     "天": "天|日",
     "小时": "小时|小時",
 }
+#: 几 asking a count (canonical): not 「那几年」, 「近几年」, 「好几个」, 「十几家」 (those, recent, several,
+#: over ten), nor 几乎.
+ASKED_JI = r"(?<![这那前近好十后])几(?!乎)"
 # Not after 哪 (「哪几个」 asks for a list, not a count).
-_ASKED_UNIT = re.compile(r"(?<!哪)(?:多少|几)\s*(" + "|".join(sorted(_UNIT_WORDS, key=len, reverse=True)) + ")")
+_ASKED_UNIT = re.compile(
+    r"(?<!哪)(?:多少|" + ASKED_JI + r")\s*(" + "|".join(sorted(_UNIT_WORDS, key=len, reverse=True)) + ")"
+)
 _NUMERAL = r"(?:\d[\d,.]*|[一二三四五六七八九十百千兩两]+)\s*(?:多|余|餘|几|幾)?\s*(?:[万萬亿億千百]\s*)?"
 
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from ingest.normalise import query_wordings
 from rag.condense import PRONOUN
-from rag.evidence import asked_unit, has_kind
+from rag.evidence import ASKED_JI, asked_unit, has_kind
 from rag.money import BARE_MAGNITUDE
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
@@ -219,8 +219,8 @@ def missing_ordinals(asked: str, text: str) -> list[str]:
 
 
 # 「X是多少」, 「X有多大」, 「X在哪裡」, 「哪個X」…: the noun before these is what the question wants.
-_ASKS = re.compile(r"是多少|有多少|有多大|为多少|达到多少|多少|多大|是什么|是哪|在哪|哪一|哪个|哪些|几")
-_AMOUNT = re.compile(r"多少|多大|几")
+_ASKS = re.compile(r"是多少|有多少|有多大|为多少|达到多少|多少|多大|是什么|是哪|在哪|哪一|哪个|哪些|" + ASKED_JI)
+_AMOUNT = re.compile(r"多少|多大|" + ASKED_JI)
 # Hedges (大概, 差不多) too: 「成功率大概多少」 asks about 成功率 as 「成功率是多少」 does.
 _HEDGES = ("大概", "大致", "差不多", "将近", "接近", "一共", "总计", "共计", "合计")
 # A forecast (「市場規模預計有多大」) asks about the same noun as the plain question does.

@@ -295,6 +295,8 @@ def test_a_table_row_is_found_with_its_header() -> None:
         ("這座市場占地多少公頃？", "公顷"),
         ("離岸風場的裝置容量有多少兆瓦？", "兆瓦"),
         ("有多少本地企業參加？", None),  # 本地 is no measure word
+        ("近幾年台灣有幾家新創上市？", "家"),  # 近幾年 asks nothing; 幾家 does
+        ("好幾家廠商都參與了嗎？", None),  # several, not how many
     ],
 )
 def test_a_figure_question_names_its_unit(question: str, unit: str | None) -> None:

@@ -118,6 +118,8 @@ def test_specifics_only_count_the_top_sources() -> None:
         ("長期打算把運輸中自用車的比例壓到多少？", "比例"),  # a one-character verb is skipped
         # One character names too little: 「卡在哪」 is "stuck where", not a card.
         ("中小企業要做雙轉型，通常卡在哪三個地方？", None),
+        # 「那幾年」, 「近幾年」 are those years, not a question: the noun before them is not asked about.
+        ("川普上任後新增的製造業工作機會，跟那幾年流失的比起來差多少？", None),
     ],
 )
 def test_asked_about(question: str, noun: str | None) -> None:
