@@ -310,6 +310,14 @@ def test_a_figure_in_another_unit_or_a_label_is_not_the_asked_count() -> None:
     assert has_kind("該市場占地共 7 公頃", "figure", asked_unit("占地多少公頃？"))
 
 
+def test_a_footnote_reference_is_no_figure() -> None:
+    """PDF text keeps a footnote's number inline (「遊客最多的城市之一12，」): a 多少 question's
+    answer needs a real figure, and a number a word introduces (達12) still is one."""
+    assert not has_kind("是世界上遊客最多的城市之一12，該如何轉變為永續之都", "figure")
+    assert has_kind("2019年共有約 2900萬人訪問法國首都", "figure")
+    assert has_kind("成長率達12，創下新高", "figure") and has_kind("排名第12。", "figure")
+
+
 def test_a_count_in_ten_thousands_is_no_sum_of_money() -> None:
     """「120 萬遊客」 counts visitors: it does not answer 「門票多少錢」, while 「3 億」 at a mark does."""
     unit = asked_unit("它的門票多少錢？")
