@@ -261,6 +261,23 @@ def test_names_that_run_through_the_corpus_are_not_required(service) -> None:
             snapshot.doc_freq["印度"] = saved
 
 
+def test_a_word_of_the_scaffolding_is_no_name(service) -> None:
+    """jieba tags 東西 ("things") as a place (east–west); 「這些東西」 names nothing to look for."""
+    from rag.support import _tagged, missing_entities
+
+    snapshot = service.snapshot
+    question = Query.from_question("之後這些東西要出口到印度，許可要等多久？")
+    assert ("东西", "ns") in _tagged(question.variants[0])
+    snapshot.doc_freq["东西"], saved = 1, snapshot.doc_freq.get("东西")  # written in the corpus
+    try:
+        assert missing_entities(question, TRADE, snapshot) == ["印度"]
+    finally:
+        if saved is None:
+            del snapshot.doc_freq["东西"]
+        else:
+            snapshot.doc_freq["东西"] = saved
+
+
 def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -> None:
     """圣旺 is the Mainland rendering of the report's 聖圖安: no source can hold it, so requiring
     it refused an answerable Simplified question its Traditional twin got answered."""
