@@ -357,7 +357,11 @@ def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> l
     return [
         n
         for n in dict.fromkeys(names)
-        if n not in context and n not in stopwords() and not is_setting(n, snapshot) and corpus_writes(snapshot, n)
+        if n not in context
+        and n not in stopwords()
+        and n not in word_list("not_names.txt")
+        and not is_setting(n, snapshot)
+        and corpus_writes(snapshot, n)
     ]
 
 

@@ -278,6 +278,28 @@ def test_a_word_of_the_scaffolding_is_no_name(service) -> None:
             snapshot.doc_freq["东西"] = saved
 
 
+@pytest.mark.parametrize(
+    "word, question", [("波及", "哪些產業最容易被印度的政策波及？"), ("顾问", "印度的顧問建議什麼？")]
+)
+def test_a_common_word_jieba_tags_as_a_name_is_no_name(service, word: str, question: str) -> None:
+    """jieba's dictionary tags 波及 as a place and 顧問 as a person (``rag/not_names.txt``): a source
+    need not repeat them as it must repeat 印度."""
+    from rag.support import _tagged, missing_entities
+
+    snapshot = service.snapshot
+    query = Query.from_question(question)
+    assert any(w == word and flag in ("ns", "nr", "nt") for w, flag in _tagged(query.variants[0]))
+    saved = snapshot.doc_freq.get(word)
+    snapshot.doc_freq[word] = 5  # written in the corpus, and well attested as a name would be
+    try:
+        assert missing_entities(query, TRADE, snapshot) == ["印度"]
+    finally:
+        if saved is None:
+            del snapshot.doc_freq[word]
+        else:
+            snapshot.doc_freq[word] = saved
+
+
 def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -> None:
     """圣旺 is the Mainland rendering of the report's 聖圖安: no source can hold it, so requiring
     it refused an answerable Simplified question its Traditional twin got answered."""
