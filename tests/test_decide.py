@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 
 from eval.run import calibrate_threshold
@@ -222,6 +226,20 @@ def test_calibration_returns_the_middle_of_the_equally_good_band() -> None:
 
 
 # -- places and organisations the sources never mention -----------------------------------------
+@contextmanager
+def doc_freq(snapshot: Any, word: str, count: int) -> Iterator[None]:
+    """``word`` in ``count`` chunks of ``snapshot`` for the block's length, as if the corpus wrote it so."""
+    saved = snapshot.doc_freq.get(word)
+    snapshot.doc_freq[word] = count
+    try:
+        yield
+    finally:
+        if saved is None:
+            del snapshot.doc_freq[word]
+        else:
+            snapshot.doc_freq[word] = saved
+
+
 TRADE = [hit("美中貿易衝突使全球供應鏈重組，日本與德國協助中小企業轉型。")]
 
 
@@ -251,53 +269,27 @@ def test_names_that_run_through_the_corpus_are_not_required(service) -> None:
     assert "印度" not in common
     assert missing_entities(question, TRADE, snapshot) == ["印度"]
     # The same name, once it is that common, is no longer required.
-    snapshot.doc_freq["印度"], saved = len(snapshot.chunks), snapshot.doc_freq.get("印度")
-    try:
+    with doc_freq(snapshot, "印度", len(snapshot.chunks)):
         assert missing_entities(question, TRADE, snapshot) == []
-    finally:
-        if saved is None:
-            del snapshot.doc_freq["印度"]
-        else:
-            snapshot.doc_freq["印度"] = saved
-
-
-def test_a_word_of_the_scaffolding_is_no_name(service) -> None:
-    """jieba tags 東西 ("things") as a place (east–west); 「這些東西」 names nothing to look for."""
-    from rag.support import _tagged, missing_entities
-
-    snapshot = service.snapshot
-    question = Query.from_question("之後這些東西要出口到印度，許可要等多久？")
-    assert ("东西", "ns") in _tagged(question.variants[0])
-    snapshot.doc_freq["东西"], saved = 1, snapshot.doc_freq.get("东西")  # written in the corpus
-    try:
-        assert missing_entities(question, TRADE, snapshot) == ["印度"]
-    finally:
-        if saved is None:
-            del snapshot.doc_freq["东西"]
-        else:
-            snapshot.doc_freq["东西"] = saved
 
 
 @pytest.mark.parametrize(
-    "word, question", [("波及", "哪些產業最容易被印度的政策波及？"), ("顾问", "印度的顧問建議什麼？")]
+    "word, question",
+    [
+        ("东西", "之後這些東西要出口到印度，許可要等多久？"),  # scaffolding: see rag/stopwords.txt
+        ("波及", "哪些產業最容易被印度的政策波及？"),  # rag/not_names.txt
+        ("顾问", "印度的顧問建議什麼？"),
+    ],
 )
 def test_a_common_word_jieba_tags_as_a_name_is_no_name(service, word: str, question: str) -> None:
-    """jieba's dictionary tags 波及 as a place and 顧問 as a person (``rag/not_names.txt``): a source
-    need not repeat them as it must repeat 印度."""
+    """jieba's dictionary tags 東西 ("things") and 波及 as places and 顧問 as a person: a source
+    need not repeat them as it must repeat 印度, however often the corpus writes them."""
     from rag.support import _tagged, missing_entities
 
-    snapshot = service.snapshot
     query = Query.from_question(question)
     assert any(w == word and flag in ("ns", "nr", "nt") for w, flag in _tagged(query.variants[0]))
-    saved = snapshot.doc_freq.get(word)
-    snapshot.doc_freq[word] = 5  # written in the corpus, and well attested as a name would be
-    try:
-        assert missing_entities(query, TRADE, snapshot) == ["印度"]
-    finally:
-        if saved is None:
-            del snapshot.doc_freq[word]
-        else:
-            snapshot.doc_freq[word] = saved
+    with doc_freq(service.snapshot, word, 5):
+        assert missing_entities(query, TRADE, service.snapshot) == ["印度"]
 
 
 def test_a_name_the_corpus_never_writes_is_left_to_the_coverage_score(service) -> None:
@@ -427,17 +419,10 @@ def test_person_names_count_only_when_the_corpus_names_them_a_few_times(service)
 
     snapshot = service.snapshot
     question = Query.from_question("華為的策略是什麼？")
-    saved = snapshot.doc_freq.get("华为")
-    try:
-        snapshot.doc_freq["华为"] = PERSON_MIN_CHUNKS - 1
+    with doc_freq(snapshot, "华为", PERSON_MIN_CHUNKS - 1):
         assert missing_entities(question, TRADE, snapshot) == []
-        snapshot.doc_freq["华为"] = PERSON_MIN_CHUNKS
+    with doc_freq(snapshot, "华为", PERSON_MIN_CHUNKS):
         assert missing_entities(question, TRADE, snapshot) == ["华为"]
-    finally:
-        if saved is None:
-            del snapshot.doc_freq["华为"]
-        else:
-            snapshot.doc_freq["华为"] = saved
 
 
 @pytest.mark.parametrize(
