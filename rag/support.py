@@ -272,10 +272,10 @@ def asked_about(variant: str) -> str | None:
     # follows. The glue verbs (花了多少日圓) keep the noun before them.
     if len(words) >= 2 and words[-1].word in _ASPECT and words[-2].word not in _GLUE:
         return None
-    # Skip the glue, any one-character function word jieba split off the noun (差旅费 / 用), and a
-    # numeral with its measure word (「全票一張要多少歐元」 asks the price of 全票, not of 一張).
     if len(words) >= 2 and words[-1].word in _REACHES and len(words[-2].word) >= 2:
         return None  # a one-character verb (壓到, 降到) is skipped below, as before any 到
+    # Skip the glue, any one-character function word jieba split off the noun (差旅费 / 用), and a
+    # numeral with its measure word (「全票一張要多少歐元」 asks the price of 全票, not of 一張).
     while words and (
         words[-1].word in _GLUE
         or (len(words[-1].word) == 1 and not words[-1].flag.startswith("n"))
@@ -347,7 +347,8 @@ def is_setting(word: str, snapshot: IndexVersion) -> bool:
 def question_names(query: Query, snapshot: IndexVersion, context: str = "") -> list[str]:
     """The names :func:`missing_entities` requires: tagged as a place, organisation or (well
     attested) person, written somewhere in the corpus (see :func:`corpus_writes`), not the
-    corpus's setting, not already in the conversation."""
+    corpus's setting, not already in the conversation, and not a word of the scaffolding or a
+    common word jieba's dictionary mistags as a name (``rag/not_names.txt``: 波及, 顧問)."""
     names = [
         word
         for word, flag in _tagged(query.variants[0])
