@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from ingest.normalise import canonical
 from ingest.sentences import CLOSERS, END_MARKS, split_sentences
-from rag.money import BARE_MAGNITUDE
+from rag.money import SUM_UNIT
 from rag.retrieve import Hit
 from rag.store.keyword import tokenize
 
@@ -74,12 +74,10 @@ _THINGS = (
     "个|個|座|家|项|項|件|台|辆|輛|艘|架|所|间|間|种|種|类|類|款|处|處|条|條|场|場|次|双|雙|张|張|颗|顆|枚|栋|棟|块|塊"
 )
 _PEOPLE = "人|名|位"
-# A sum: a currency, or a bare 萬 / 億 where no counted noun follows (see ``rag.money``).
-_MONEY = "元|美元|欧元|歐元|日元|日圓|韩元|韓元|新台币|新台幣|人民币|人民幣|英镑|英鎊|港币|港幣|美金|" + BARE_MAGNITUDE
 _UNIT_WORDS = {
     **dict.fromkeys(_THINGS.split("|"), _THINGS),
     **dict.fromkeys(_PEOPLE.split("|"), _PEOPLE),
-    **dict.fromkeys(["钱", "元", "美元", "欧元"], _MONEY),
+    **dict.fromkeys(["钱", "元", "美元", "欧元"], SUM_UNIT),  # a currency, or 萬 / 億 as a sum (rag.money)
     "亿": "亿|億",
     "万": "万|萬",
     "吨": "吨|噸",

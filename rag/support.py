@@ -27,7 +27,7 @@ from functools import lru_cache
 from ingest.normalise import query_wordings
 from rag.condense import PRONOUN
 from rag.evidence import ASKED_JI, asked_unit, has_kind
-from rag.money import BARE_MAGNITUDE
+from rag.money import SUM_UNIT
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
 from rag.store.derived import derived
@@ -109,11 +109,13 @@ _ASKS_MONEY = re.compile(
 )
 _MONEY = re.compile(
     r"(?:\d|[一二三四五六七八九十百千两])\s*(?:多|余)?\s*(?:千|百)?\s*(?:万|亿|兆)?\s*"
-    r"(?:元|美元|欧元|日元|英镑|台币|新台币|人民币|韩元|美金|" + BARE_MAGNITUDE + r")|[$€£¥]\s*\d"
+    r"(?:" + SUM_UNIT + r")|[$€£¥]\s*\d"
 )
 
 
-_MONEY_UNITS = frozenset(["钱", "元", "美元", "欧元", "亿", "万"])  # sums are checked above
+# Units a count check leaves alone: a sum asked for is checked as one (金额 above), and 「多少万」
+# / 「多少亿」 ask a magnitude of anything.
+_MONEY_UNITS = frozenset(["钱", "元", "美元", "欧元", "亿", "万"])
 
 
 def _same_units(text: str) -> str:

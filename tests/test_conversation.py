@@ -324,6 +324,9 @@ def test_a_count_in_ten_thousands_is_no_sum_of_money() -> None:
     assert not has_kind("第一年便吸引了 120 萬遊客參訪。", "figure", unit)
     assert has_kind("總經費約新台幣 3 億。", "figure", unit)
     assert has_kind("以85億美元的高價被Microsoft收購", "figure", unit)
+    # Every currency ends a sum, in either script: a bare magnitude no longer counts before one.
+    for text in ("投入 5 億日幣", "約 3 億台幣", "10 亿港币", "2 萬英鎊", "7 億人民幣"):
+        assert has_kind(text, "figure", unit), text
 
 
 def test_the_figure_in_the_asked_unit_beats_a_date_beside_the_questions_words() -> None:

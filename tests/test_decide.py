@@ -356,6 +356,8 @@ def test_a_count_asked_for_needs_a_count_in_the_sources(question: str, text: str
         ("光之博物館的門票多少錢？", "第一年便吸引了 120 萬遊客參訪。", ["金额", "门票"]),
         ("光之博物館的門票多少錢？", "第一年便吸引了 120 萬遊客參訪，門票收入達 3,000 萬。", []),
         ("這項計畫預計投入多少經費？", "預計投入 1,000 萬以上，並吸引 25 萬個家庭參與。", []),
+        ("這項計畫預計投入多少經費？", "預計投入 5 億日幣。", []),
+        ("這項計畫預計投入多少經費？", "預計投入 10 億港幣。", []),
     ],
 )
 def test_a_sum_asked_for_needs_a_sum_in_the_sources(question: str, text: str, missing: list[str]) -> None:
