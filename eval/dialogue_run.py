@@ -18,6 +18,8 @@ from ingest.normalise import compact
 from rag.service import Tongwen
 
 SCRIPTS = ("trad", "simp")
+#: The script a conversation of each kind is asked, and must be answered, in.
+CONVERSATION_SCRIPT = {"trad": "traditional", "simp": "simplified"}
 
 
 def dialogue_records(service: Tongwen, dialogues: Sequence[Dialogue], llm: str, progress: bool) -> list[dict]:
@@ -53,8 +55,9 @@ def dialogue_records(service: Tongwen, dialogues: Sequence[Dialogue], llm: str, 
                         if turn.answer_facts
                         else None
                     ),
-                    # Against the conversation's script: a follow-up such as 「ODA呢？」 has none of its own.
-                    "script_match": m.script_match(dialogue.turns[0].question(script), result.answer),
+                    # Against the conversation's script: a follow-up such as 「ODA呢？」 has none of its
+                    # own, and neither may the first question (then every answer had to be neutral).
+                    "script_match": m.answer_in_script(result.answer, CONVERSATION_SCRIPT[script]),
                 }
             )
     return records

@@ -286,8 +286,15 @@ def script_match(question: str, answer: str) -> bool:
     passes.  Note that a *neutral question* only matches a neutral answer, as
     specified; callers may want to exclude neutral questions from the rate.
     """
+    return answer_in_script(answer, detect_script(question))
+
+
+def answer_in_script(answer: str, script: str) -> bool:
+    """Whether the answer is in ``script`` (``traditional`` / ``simplified``) or neutral: for a
+    conversation, whose script is known even when a turn's question has no telling character
+    (「加拿大2014年的碳捕集成本大概多少？」 is written alike in both)."""
     answer_script = detect_script(answer)
-    return answer_script == "neutral" or answer_script == detect_script(question)
+    return answer_script == "neutral" or answer_script == script
 
 
 # ---------------------------------------------------------------------------

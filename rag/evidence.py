@@ -36,7 +36,9 @@ _FIGURE = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]+(?:
 _FOOTNOTE_MARK = re.compile(
     r"(?<=[\u4e00-\u9fff」）)])(?<![第共達达為为約约至到有增減减佔占是])\d{1,3}(?=[，,。；;：:]|$)"
 )
-_CLAUSE_END = re.compile(r"[，,：:；;。！？!?]")
+# A clause ends at a mark, but not at the comma or colon inside a figure or a time (「3,000 多家」,
+# 「10:30」): cut there, 「000 多家原料藥公司」 was quoted as the answer to a share question.
+_CLAUSE_END = re.compile(r"[，：；;。！？!?]|(?<!\d)[,:]|[,:](?!\d)")
 KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
 # What a sentence loses per place its source ranks below the first. With the sentence ranking
 # fused (rag.store.sentences), the 2nd and 3rd sources are often chunks holding one sentence much
@@ -58,14 +60,20 @@ def is_caption(text: str) -> bool:
 
 
 def asked_kind(question: str) -> str | None:
-    """ "figure", "list" or None (an entity, a reason, a description) for a question."""
+    """ "figure", "list" or None (an entity, a reason, a description) for a question. 哪幾 asks
+    which ones (「挑了哪幾個重點領域」), a list: read as a figure, the clause with a year in it
+    (「2008年的全球金融風暴」) was quoted as the answer."""
     text = canonical(question)
-    if _ASKS_FIGURE.search(text):
+    if _ASKS_FIGURE.search(text.replace("哪几", "哪")):
         return "figure"
     if _ASKS_LIST.search(text):
         return "list"
     return None
 
+
+#: The pseudo-unit of a share question (see :func:`asks_share`).
+SHARE = "%"
+_ASKS_SHARE = re.compile(r"比例|占比|比重|比率|百分比|份额|几成|百分之几")
 
 # The unit a figure question names right after 多少/几 (canonical), and the words a passage may
 # write it with: 「多少人参加」 is answered by 「300 多人」, not by the 「2023 年」 beside it. Writers
@@ -89,13 +97,14 @@ _UNIT_WORDS = {
     "倍": "倍",
     "天": "天|日",
     "小时": "小时|小時",
+    SHARE: "%|％|成|分之",
 }
 #: 几 asking a count (canonical): not 「那几年」, 「近几年」, 「好几个」, 「十几家」 (those, recent, several,
 #: over ten), nor 几乎.
 ASKED_JI = r"(?<![这那前近好十后])几(?!乎)"
 # Not after 哪 (「哪几个」 asks for a list, not a count).
 _ASKED_UNIT = re.compile(
-    r"(?<!哪)(?:多少|" + ASKED_JI + r")\s*(" + "|".join(sorted(_UNIT_WORDS, key=len, reverse=True)) + ")"
+    r"(?<!哪)(?:多少|" + ASKED_JI + r")\s*(" + "|".join(sorted(set(_UNIT_WORDS) - {SHARE}, key=len, reverse=True)) + ")"
 )
 _NUMERAL = r"(?:\d[\d,.]*|[一二三四五六七八九十百千兩两]+)\s*(?:多|余|餘|几|幾)?\s*(?:[万萬亿億千百]\s*)?"
 
@@ -106,12 +115,23 @@ def asked_unit(question: str) -> str | None:
     return match.group(1) if match else None
 
 
+def asks_share(question: str) -> bool:
+    """Whether a question asks for a share (「中國和印度分別占多少比例」, 「幾成」): answered by a
+    percentage, 成 or 分之, not by the other figures of its sentence (「3,000 多家」)."""
+    return _ASKS_SHARE.search(canonical(question)) is not None
+
+
 def _has_unit_figure(text: str, unit: str) -> bool:
     """A figure in ``unit``, not counting a lone 一: 「一個重要的因素」 is an article, not a count."""
     return any(
         not re.fullmatch(r"[一壹]\s*", m.group(1))
         for m in re.finditer("(" + _NUMERAL + ")(?:" + _UNIT_WORDS[unit] + ")", text)
     )
+
+
+# A circled item number (「②品牌專利藥品之原料藥供應；」): the reports write some lists one item per
+# clause, with no 、 to tell them by. Not 「(五)」 or 「(2)」: those number sections as often as items.
+_ITEM_MARK = re.compile(r"[\u2460-\u2473\u2474-\u2487]")
 
 
 def has_kind(text: str, kind: str | None, unit: str | None = None) -> bool:
@@ -122,7 +142,7 @@ def has_kind(text: str, kind: str | None, unit: str | None = None) -> bool:
             return _has_unit_figure(text, unit)
         return _FIGURE.search(_FOOTNOTE_MARK.sub("", text)) is not None
     if kind == "list":
-        return "、" in text or text.count("|") >= 2
+        return "、" in text or text.count("|") >= 2 or _ITEM_MARK.search(text) is not None
     return False
 
 

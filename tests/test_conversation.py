@@ -18,7 +18,17 @@ from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain, referent_tokens
 from rag.condense import conversation_script, resolved_pronoun, rewrite_by_rules
-from rag.evidence import answer_span, asked_kind, asked_unit, has_kind, is_caption, joined_lines, select_evidence
+from rag.evidence import (
+    SHARE,
+    answer_span,
+    asked_kind,
+    asked_unit,
+    asks_share,
+    has_kind,
+    is_caption,
+    joined_lines,
+    select_evidence,
+)
 from rag.followup import (
     carried_positions,
     carried_weight,
@@ -341,6 +351,41 @@ def test_the_figure_in_the_asked_unit_beats_a_date_beside_the_questions_words() 
     assert [e.text for e in evidence] == ["這場成長論壇共有各國政府、企業 300 多人參加。"]
     assert has_kind("全球目前約 8000 多個資料中心", "figure", asked_unit("全球有多少座資料中心？"))
     assert not has_kind("於 2023 年 11 月間", "figure", "人")
+
+
+def test_a_share_question_is_answered_by_the_share_clause() -> None:
+    """「分別占多少比例」: a clause with a percentage answers, not the one with the count the
+    question repeats; and 「3,000」 is one figure, not a clause 「000 多家…」 after a cut. Here the
+    two shares' clauses each hold too little of the question, so the whole sentence is quoted."""
+    sentence = "全球有 3,000 多家原料藥公司，中國佔了 48%，印度則有 19%。"
+    weights = {"全球": 2.0, "3000": 2.0, "原料药": 3.0, "公司": 1.0, "中国": 1.0, "印度": 1.0, "比例": 1.0}
+    question = "全球3,000多家原料藥公司中，中國和印度分別占多少比例？"
+    assert asked_kind(question) == "figure" and asks_share(question) and asks_share("大約占幾成？")
+    assert not asks_share("有多少家原料藥公司？")
+    assert answer_span(sentence, weights, "figure", SHARE) == sentence
+    one_share = "全球 3,000 多家原料藥公司之中，中國的原料藥公司佔了 48%"
+    assert answer_span(one_share, weights, "figure", SHARE) == "中國的原料藥公司佔了 48%"
+    assert answer_span(one_share, weights, "figure") == "全球 3,000 多家原料藥公司之中"
+    # Without the share, the count's clause is still whole.
+    assert answer_span(sentence, weights, "figure") == "全球有 3,000 多家原料藥公司"
+    assert has_kind("逾 9 成", "figure", SHARE) and has_kind("約三分之一", "figure", SHARE)
+    assert not has_kind("全球有 3,000 多家原料藥公司", "figure", SHARE)
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("盧森堡挑了哪幾個重點領域？", "list"),
+        ("卢森堡选定了哪几个重点发展领域？", "list"),
+        ("是哪幾年？", "figure"),  # 哪年: a year
+        ("一共有幾個工作小組？", "figure"),
+        ("為什麼要推動產業多元化？", None),
+    ],
+)
+def test_which_ones_asks_a_list_not_a_figure(question: str, kind: str | None) -> None:
+    """哪幾 asks which ones: read as a figure, the clause with a year (「2008年的全球金融風暴」) was
+    quoted as the answer to 「挑了哪幾個重點領域」."""
+    assert asked_kind(question) == kind
 
 
 @pytest.mark.parametrize(

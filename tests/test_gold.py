@@ -22,20 +22,23 @@ BLIND_GOLD_C = DEFAULT_GOLD.with_name("blind_20261205c.jsonl")
 #: The third blind batch (the fourteenth stop, a third helper, documents and format only): its odd
 #: ids are read to find faults, its even ids are scored and never read.
 BLIND_GOLD_D = DEFAULT_GOLD.with_name("blind_20261206d.jsonl")
-BLIND_BATCHES = (BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D)
+#: The fourth blind batch (the fifteenth stop, a fourth helper, documents and format only, told to
+#: avoid every passage an earlier set quotes): scored only, none of it read.
+BLIND_GOLD_E = DEFAULT_GOLD.with_name("blind_20261207e.jsonl")
+BLIND_BATCHES = (BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D, BLIND_GOLD_E)
 MAINLAND_WORDS = ("芯片", "软件", "数据", "网络", "人工智能", "知识产权", "服务器", "数字", "信息")
 
 
 @pytest.mark.parametrize(
     "path",
-    [DEFAULT_GOLD, SMALL_GOLD, BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D],
-    ids=["full", "small", "blind", "blind-c", "blind-d"],
+    [DEFAULT_GOLD, SMALL_GOLD, BLIND_GOLD, BLIND_GOLD_C, BLIND_GOLD_D, BLIND_GOLD_E],
+    ids=["full", "small", "blind", "blind-c", "blind-d", "blind-e"],
 )
 def test_every_evidence_quote_occurs_in_its_document(path: Path) -> None:
     assert evidence_problems(load_gold(path), CORPUS) == []
 
 
-@pytest.mark.parametrize("path", BLIND_BATCHES, ids=["blind", "blind-c", "blind-d"])
+@pytest.mark.parametrize("path", BLIND_BATCHES, ids=["blind", "blind-c", "blind-d", "blind-e"])
 def test_the_blind_batch_is_held_out_and_asks_in_both_scripts(path: Path) -> None:
     items = load_gold(path)
     assert {i.split for i in items} == {"test"}

@@ -13,6 +13,7 @@ import pytest
 
 from eval.metrics import (
     PUNCTUATION,
+    answer_in_script,
     char_f1,
     contains_evidence,
     detect_script,
@@ -212,6 +213,16 @@ def test_script_match() -> None:
     assert not script_match(simp_q, "產值約3500億元")
     assert script_match(trad_q, "3,500")  # neutral answer always passes
     assert not script_match("ABC?", "產值")  # neutral question only matches neutral answers
+
+
+def test_a_conversation_is_answered_in_its_own_script() -> None:
+    """A dialogue's script is known even when its first question has no telling character
+    (「加拿大2014年的碳捕集成本大概多少？」): measured against that question, every Traditional
+    answer of the conversation counted as the wrong script."""
+    assert detect_script("加拿大2014年的碳捕集成本大概多少？") == "neutral"
+    assert answer_in_script("美國 2017 年燃煤電廠捕集成本約 65 USD", "traditional")
+    assert not answer_in_script("美国 2017 年燃煤电厂捕集成本约 65 USD", "traditional")
+    assert answer_in_script("65 USD", "simplified")
 
 
 # ---------------------------------------------------------------------------

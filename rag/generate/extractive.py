@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ingest.normalise import to_script
 from rag.config import Settings
-from rag.evidence import answer_span, asked_kind, asked_unit, select_evidence
+from rag.evidence import SHARE, answer_span, asked_kind, asked_unit, asks_share, select_evidence
 from rag.generate.base import AnswerRequest, Generator
 from rag.prompts import load_prompt
 
@@ -26,7 +26,9 @@ class ExtractiveGenerator(Generator):
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
         kind = asked_kind(request.question)
-        unit = asked_unit(request.question) if kind == "figure" else None
+        unit = None
+        if kind == "figure":
+            unit = asked_unit(request.question) or (SHARE if asks_share(request.question) else None)
         evidence = select_evidence(request.hits, request.weights, kind=kind, unit=unit)
         parts = []
         if evidence:
