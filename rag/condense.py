@@ -144,6 +144,8 @@ def resolve_pronoun(question: str, previous: str) -> tuple[str, bool] | None:
     compared = _COMPARED.search(question) is not None
     named = named_by_class(question[match.end() :], previous, spans)
     if named is not None:
+        # Trusted even when compared (「跟這個品牌比起來呢」): the class noun says what the pronoun
+        # stands for, where a bare 它 compared with may stand for what was measured.
         name, class_length = named
         return (lead + name + question[match.end() + class_length :]).strip(), True
     for i, (start, word) in enumerate(spans):

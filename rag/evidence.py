@@ -38,6 +38,8 @@ _FOOTNOTE_MARK = re.compile(
 )
 # A clause ends at a mark, but not at the comma or colon inside a figure or a time (「3,000 多家」,
 # 「10:30」): cut there, 「000 多家原料藥公司」 was quoted as the answer to a share question.
+# A citation in brackets (「（Koo, 2019）」, 「（經濟產業省，2017c）」): its year is no figure of the text.
+_CITATION = re.compile(r"[（(][^（）()]*[,，]\s*(?:19|20)\d\d[a-z]?[)）]")
 _CLAUSE_END = re.compile(r"[，：；;。！？!?]|(?<!\d)[,:]|[,:](?!\d)")
 KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
 # What a sentence loses per place its source ranks below the first. With the sentence ranking
@@ -74,6 +76,15 @@ def asked_kind(question: str) -> str | None:
 #: The pseudo-unit of a share question (see :func:`asks_share`).
 SHARE = "%"
 _ASKS_SHARE = re.compile(r"比例|占比|比重|比率|百分比|份额|几成|百分之几")
+#: The pseudo-unit of a rank question (「排第幾」): answered by a place in a ranking (「排名第 7」,
+#: 「全球第 6」, 「位居全球首位」), not by the year of the ranking beside it (「2023 年世界銀行發布評比」)
+#: nor by an ordinal that counts (「第一座焦炭煉鋼高爐」).
+RANK = "第"
+_ASKS_RANK = re.compile(r"第\s*几")
+_ORDINAL = re.compile(
+    r"(?:排名|排行|排|名列|位居|位列|居|全球|世界|全国|全國|亚洲|亞洲|欧洲|歐洲)\s*"
+    r"(?:第\s*(?:\d+|[一二三四五六七八九十]+)|首位|之首)|第\s*(?:\d+|[一二三四五六七八九十]+)\s*名(?![单單称稱])"
+)
 
 # The unit a figure question names right after 多少/几 (canonical), and the words a passage may
 # write it with: 「多少人参加」 is answered by 「300 多人」, not by the 「2023 年」 beside it. Writers
@@ -115,6 +126,11 @@ def asked_unit(question: str) -> str | None:
     return match.group(1) if match else None
 
 
+def asks_rank(question: str) -> bool:
+    """Whether a question asks for a place in a ranking (「排第幾」)."""
+    return _ASKS_RANK.search(canonical(question)) is not None
+
+
 def asks_share(question: str) -> bool:
     """Whether a question asks for a share (「中國和印度分別占多少比例」, 「幾成」): answered by a
     percentage, 成 or 分之, not by the other figures of its sentence (「3,000 多家」)."""
@@ -138,9 +154,11 @@ def has_kind(text: str, kind: str | None, unit: str | None = None) -> bool:
     """Whether ``text`` holds the kind of answer asked for; for a figure with a named ``unit``, a
     figure in that unit (a sentence whose only figure is a date does not answer 多少人)."""
     if kind == "figure":
+        if unit == RANK:
+            return _ORDINAL.search(text) is not None
         if unit is not None:
             return _has_unit_figure(text, unit)
-        return _FIGURE.search(_FOOTNOTE_MARK.sub("", text)) is not None
+        return _FIGURE.search(_CITATION.sub("", _FOOTNOTE_MARK.sub("", text))) is not None
     if kind == "list":
         return "、" in text or text.count("|") >= 2 or _ITEM_MARK.search(text) is not None
     return False
@@ -185,6 +203,13 @@ def _table_header(text: str, start: int) -> str:
     return lines[first].strip() if first != index else ""
 
 
+def _inside_brackets(text: str, at: int) -> bool:
+    """Whether ``at`` lies inside round brackets: a citation's comma (「（經濟產業省，2017c）」) ends
+    no clause, or the answer led with 「2017c）即提出…」."""
+    before = text[:at]
+    return before.count("（") + before.count("(") > before.count("）") + before.count(")")
+
+
 def answer_span(sentence: str, weights: Weights, kind: str | None, unit: str | None = None) -> str:
     """The shortest clause of a sentence that answers: it holds the kind of thing asked for (a
     figure, a list) and at least half of the question words the whole sentence holds, so it is
@@ -195,6 +220,8 @@ def answer_span(sentence: str, weights: Weights, kind: str | None, unit: str | N
         return sentence
     clauses, start = [], 0
     for match in _CLAUSE_END.finditer(sentence):
+        if _inside_brackets(sentence, match.start()):
+            continue
         clauses.append(sentence[start : match.start()].strip())
         start = match.end()
     clauses.append(sentence[start:].strip())

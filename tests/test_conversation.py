@@ -19,10 +19,12 @@ from ingest.normalise import canonical, detect_script, stream_to_script, to_scri
 from rag.chain import AnswerChain, referent_tokens
 from rag.condense import conversation_script, resolved_pronoun, rewrite_by_rules
 from rag.evidence import (
+    RANK,
     SHARE,
     answer_span,
     asked_kind,
     asked_unit,
+    asks_rank,
     asks_share,
     has_kind,
     is_caption,
@@ -370,6 +372,30 @@ def test_a_share_question_is_answered_by_the_share_clause() -> None:
     assert answer_span(sentence, weights, "figure") == "全球有 3,000 多家原料藥公司"
     assert has_kind("逾 9 成", "figure", SHARE) and has_kind("約三分之一", "figure", SHARE)
     assert not has_kind("全球有 3,000 多家原料藥公司", "figure", SHARE)
+
+
+def test_a_rank_question_is_answered_by_an_ordinal() -> None:
+    """「排名第幾」 is answered by 「第 7」 or 「第二名」, not by the year of the ranking beside it."""
+    assert asks_rank("台灣在物流績效指數整體排名第幾？") and not asks_rank("第一場座談會在哪裡舉行？")
+    assert has_kind("臺灣整體排名第 7", "figure", RANK) and has_kind("名列全球第二", "figure", RANK)
+    assert has_kind("其位居全球首位的高人均所得", "figure", RANK)
+    assert not has_kind("2023 年世界銀行發布評比", "figure", RANK)
+    assert not has_kind("設立第一座焦炭煉鋼高爐", "figure", RANK)  # an ordinal that counts, no rank
+    weights = {"2023": 2.0, "世界银行": 2.0, "评比": 1.0, "台湾": 1.0, "排名": 1.0}
+    sentence = "2023 年世界銀行發布評比，臺灣整體排名第 7"
+    assert answer_span(sentence, weights, "figure") == "2023 年世界銀行發布評比"  # a year is a figure
+    assert answer_span(sentence, weights, "figure", RANK) == sentence  # the year's clause never leads
+
+
+def test_a_comma_in_brackets_ends_no_clause() -> None:
+    """A citation's comma (「（經濟產業省，2017c）」) is inside its brackets: cut there, the answer led
+    with 「2017c）即提出…」."""
+    sentence = "日本經產省產業構造審議會（經濟產業省，2017c）於 2017 年即提出「新產業結構願景」政策，引起關注"
+    span = answer_span(sentence, {"日本": 1.0, "经产省": 2.0, "提出": 1.0, "愿景": 1.0}, "figure")
+    assert span.startswith("日本經產省") and span.endswith("政策"), span
+    # A citation's year is no figure of its text: 「…報告（Koo, 2019）指出」 answers no 多少.
+    assert not has_kind("韓國電信經濟與管理研究報告（Koo, 2019）指出", "figure")
+    assert has_kind("報告指出 2019 年成長 5%", "figure")
 
 
 @pytest.mark.parametrize(
