@@ -15,6 +15,7 @@ from ingest.sentences import CLOSERS, END_MARKS, split_sentences
 from rag.money import SUM_UNIT
 from rag.retrieve import Hit
 from rag.store.keyword import tokenize
+from rag.titles import title_line
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,7 @@ def answer_span(sentence: str, weights: Weights, kind: str | None, unit: str | N
 # (「根據半導體產業協會的數\n據，2018 年對中國銷售的\n晶片中約有 47.5%來自美\n國」): each line alone
 # is a "sentence" that answers nothing, so runs of such lines are also scored as one unit.
 BROKEN_LINE_CHARS = 30  # a line this short that ends without an end mark was broken by the layout
+_CLAUSE_MARK = re.compile(r"[，,、；;。！？!?]")  # a title has none: a first line with one is prose
 MAX_JOINED_CHARS = 160
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LINE_BREAK = re.compile(r"\s*\n\s*")
@@ -291,9 +293,15 @@ def select_evidence(
     """
     units: list[tuple[Evidence, int, int, set[str]]] = []
     for n, hit in enumerate(hits[:depth], start=1):
+        # The document's title line names the report, it states nothing, yet it shares the words of
+        # every question about it (「推動第三次產業革命之方向：以盧森堡為例」 was quoted for 「盧森堡第三次
+        # 產業革命的規劃…」).
+        title = title_line(hit.chunk.text) if hit.chunk.seq == 0 and not hit.chunk.heading else None
+        first_line = hit.chunk.text.lstrip().split("\n", 1)[0].strip()
+        is_title = title == first_line and len(first_line) <= BROKEN_LINE_CHARS and not _CLAUSE_MARK.search(first_line)
         for start, end in sentence_units(hit.chunk.text):
             text = joined_lines(hit.chunk.text[start:end].strip())
-            if len(text) < 4 or is_caption(text):
+            if len(text) < 4 or is_caption(text) or (is_title and text == first_line):
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
             score = -RANK_STEP * (n - 1) + (KIND_BONUS if kind and has_kind(text, kind, unit) else 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -283,6 +284,21 @@ def test_the_clause_with_the_asked_for_figure_leads() -> None:
     weights = {"发布": 3.0, "第三次": 2.0, "策略": 2.0, "时候": 0.5}
     span = answer_span(sentence, weights, asked_kind("盧森堡是在什麼時候發布「第三次產業革命策略」的？"))
     assert span == "盧森堡在2016年11月所發布「第三次產業革命策略」" and span in sentence
+
+
+def test_the_documents_title_line_is_never_quoted() -> None:
+    """A report's title shares the words of every question about it and states nothing: the
+    sentence below it answers. A later chunk's identical line is no title and may still be quoted."""
+    text = (
+        "推動第三次產業革命之方向：以盧森堡為例\n"
+        "「第三次產業革命」的規劃分由九個工作小組負責，分別對應於六大產業主題。\n"
+    )
+    weights = {"卢森堡": 2.0, "第三次": 2.0, "产业": 1.0, "革命": 1.0, "规划": 1.0, "工作": 1.0, "小组": 1.0}
+    texts = [ev.text for ev in select_evidence([chunk_hit(text)], weights, kind="figure")]
+    assert texts == ["「第三次產業革命」的規劃分由九個工作小組負責，分別對應於六大產業主題。"], texts
+    later = chunk_hit(text)
+    later = Hit(replace(later.chunk, seq=3), 1.0, None, None)
+    assert any(t.startswith("推動第三次") for t in (ev.text for ev in select_evidence([later], weights)))
 
 
 def test_a_table_row_is_found_with_its_header() -> None:
