@@ -15,6 +15,7 @@ from ingest.sentences import CLOSERS, END_MARKS, split_sentences
 from rag.money import SUM_UNIT
 from rag.retrieve import Hit
 from rag.store.keyword import tokenize
+from rag.store.records import ChunkRecord
 from rag.titles import title_line
 
 
@@ -37,10 +38,10 @@ _FIGURE = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]+(?:
 _FOOTNOTE_MARK = re.compile(
     r"(?<=[\u4e00-\u9fff」）)])(?<![第共達达為为約约至到有增減减佔占是])\d{1,3}(?=[，,。；;：:]|$)"
 )
-# A clause ends at a mark, but not at the comma or colon inside a figure or a time (「3,000 多家」,
-# 「10:30」): cut there, 「000 多家原料藥公司」 was quoted as the answer to a share question.
 # A citation in brackets (「（Koo, 2019）」, 「（經濟產業省，2017c）」): its year is no figure of the text.
 _CITATION = re.compile(r"[（(][^（）()]*[,，]\s*(?:19|20)\d\d[a-z]?[)）]")
+# A clause ends at a mark, but not at the comma or colon inside a figure or a time (「3,000 多家」,
+# 「10:30」): cut there, 「000 多家原料藥公司」 was quoted as the answer to a share question.
 _CLAUSE_END = re.compile(r"[，：；;。！？!?]|(?<!\d)[,:]|[,:](?!\d)")
 KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
 # What a sentence loses per place its source ranks below the first. With the sentence ranking
@@ -74,9 +75,11 @@ def asked_kind(question: str) -> str | None:
     return None
 
 
+#: The words a question names a share by (canonical); :mod:`rag.support` reads them too.
+SHARE_WORDS = frozenset({"比例", "占比", "比重", "比率", "百分比", "份额"})
 #: The pseudo-unit of a share question (see :func:`asks_share`).
 SHARE = "%"
-_ASKS_SHARE = re.compile(r"比例|占比|比重|比率|百分比|份额|几成|百分之几")
+_ASKS_SHARE = re.compile("|".join(sorted(SHARE_WORDS)) + "|几成|百分之几")
 #: The pseudo-unit of a rank question (「排第幾」): answered by a place in a ranking (「排名第 7」,
 #: 「全球第 6」, 「位居全球首位」), not by the year of the ranking beside it (「2023 年世界銀行發布評比」)
 #: nor by an ordinal that counts (「第一座焦炭煉鋼高爐」).
@@ -125,6 +128,17 @@ def asked_unit(question: str) -> str | None:
     """The unit a figure question names (「多少人」: 人), or None."""
     match = _ASKED_UNIT.search(canonical(question))
     return match.group(1) if match else None
+
+
+def answer_unit(question: str) -> str | None:
+    """What a figure question's answer must be written in: the measure word it names (「多少人」),
+    else :data:`RANK` for a place in a ranking, else :data:`SHARE` for a share, else None."""
+    unit = asked_unit(question)
+    if unit is None and asks_rank(question):
+        return RANK
+    if unit is None and asks_share(question):
+        return SHARE
+    return unit
 
 
 def asks_rank(question: str) -> bool:
@@ -275,6 +289,20 @@ def sentence_units(text: str) -> list[tuple[int, int]]:
     return units
 
 
+def _title(chunk: ChunkRecord) -> str | None:
+    """The document's title line, when ``chunk`` opens with it: it names the report and states
+    nothing, yet it shares the words of every question about it (「推動第三次產業革命之方向：以盧森堡
+    為例」 was quoted for 「盧森堡第三次產業革命的規劃…」). The line :func:`rag.titles.title_line`
+    takes, if it is the chunk's first, short and without a clause mark (a first line of prose is no
+    title)."""
+    if chunk.seq != 0 or chunk.heading:
+        return None
+    first_line = chunk.text.lstrip().split("\n", 1)[0].strip()
+    if title_line(chunk.text) != first_line or len(first_line) > BROKEN_LINE_CHARS or _CLAUSE_MARK.search(first_line):
+        return None
+    return first_line
+
+
 def select_evidence(
     hits: Sequence[Hit],
     weights: Weights,
@@ -293,15 +321,10 @@ def select_evidence(
     """
     units: list[tuple[Evidence, int, int, set[str]]] = []
     for n, hit in enumerate(hits[:depth], start=1):
-        # The document's title line names the report, it states nothing, yet it shares the words of
-        # every question about it (「推動第三次產業革命之方向：以盧森堡為例」 was quoted for 「盧森堡第三次
-        # 產業革命的規劃…」).
-        title = title_line(hit.chunk.text) if hit.chunk.seq == 0 and not hit.chunk.heading else None
-        first_line = hit.chunk.text.lstrip().split("\n", 1)[0].strip()
-        is_title = title == first_line and len(first_line) <= BROKEN_LINE_CHARS and not _CLAUSE_MARK.search(first_line)
+        title = _title(hit.chunk)
         for start, end in sentence_units(hit.chunk.text):
             text = joined_lines(hit.chunk.text[start:end].strip())
-            if len(text) < 4 or is_caption(text) or (is_title and text == first_line):
+            if len(text) < 4 or is_caption(text) or text == title:
                 continue
             header = _table_header(hit.chunk.text, start) if " | " in text else ""
             score = -RANK_STEP * (n - 1) + (KIND_BONUS if kind and has_kind(text, kind, unit) else 0.0)

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from ingest.normalise import query_wordings
 from rag.condense import PRONOUN
-from rag.evidence import ASKED_JI, asked_unit, has_kind
+from rag.evidence import ASKED_JI, SHARE_WORDS, asked_unit, has_kind
 from rag.money import SUM_UNIT
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
@@ -163,7 +163,6 @@ def subject_given(noun: str, text: str, years: Sequence[str] = ()) -> bool:
 
 # A share names the kind of answer, as 規模 names an amount: 「自用車的比例是多少」 is answered by
 # 「個人用車佔比降低到30%」, 「佔全球總電力需求的 1%」 or 「逾 9 成」, which need not say 比例.
-SHARE_WORDS = frozenset({"比例", "占比", "比重", "比率", "百分比", "份额"})
 _SHARE = re.compile(r"\d\s*%|百分之|占比|比例|比重|比率|份额|\d\s*成")
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _SENTENCE_END = re.compile(r"[。!?;\n]")

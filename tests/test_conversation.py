@@ -23,6 +23,7 @@ from rag.evidence import (
     RANK,
     SHARE,
     answer_span,
+    answer_unit,
     asked_kind,
     asked_unit,
     asks_rank,
@@ -393,6 +394,9 @@ def test_a_share_question_is_answered_by_the_share_clause() -> None:
 def test_a_rank_question_is_answered_by_an_ordinal() -> None:
     """「排名第幾」 is answered by 「第 7」 or 「第二名」, not by the year of the ranking beside it."""
     assert asks_rank("台灣在物流績效指數整體排名第幾？") and not asks_rank("第一場座談會在哪裡舉行？")
+    # The measure word a question names comes first, then a rank, then a share.
+    assert answer_unit("台灣整體排名第幾？") == RANK and answer_unit("中國占多少比例？") == SHARE
+    assert answer_unit("有多少人參加？") == "人" and answer_unit("盧森堡是何時發布的？") is None
     assert has_kind("臺灣整體排名第 7", "figure", RANK) and has_kind("名列全球第二", "figure", RANK)
     assert has_kind("其位居全球首位的高人均所得", "figure", RANK)
     assert not has_kind("2023 年世界銀行發布評比", "figure", RANK)

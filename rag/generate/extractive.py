@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ingest.normalise import to_script
 from rag.config import Settings
-from rag.evidence import RANK, SHARE, answer_span, asked_kind, asked_unit, asks_rank, asks_share, select_evidence
+from rag.evidence import answer_span, answer_unit, asked_kind, select_evidence
 from rag.generate.base import AnswerRequest, Generator
 from rag.prompts import load_prompt
 
@@ -26,13 +26,7 @@ class ExtractiveGenerator(Generator):
 
     def stream(self, request: AnswerRequest) -> Iterator[str]:
         kind = asked_kind(request.question)
-        unit = None
-        if kind == "figure":
-            unit = asked_unit(request.question)
-            if unit is None and asks_rank(request.question):
-                unit = RANK
-            elif unit is None and asks_share(request.question):
-                unit = SHARE
+        unit = answer_unit(request.question) if kind == "figure" else None
         evidence = select_evidence(request.hits, request.weights, kind=kind, unit=unit)
         parts = []
         if evidence:
