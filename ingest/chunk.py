@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from ingest.clean import CleanDocument
 from ingest.headings import heading_style
-from ingest.sentences import split_sentences
+from ingest.sentences import ASCII_CLAUSE_MARK, split_sentences
 
 HEADING_SEPARATOR = " > "
 
 # Where an over-long sentence may be cut when it alone exceeds the budget.
-_CLAUSE_END = re.compile(r"[，、,：:]")
+_CLAUSE_END = re.compile(rf"[，、：]|{ASCII_CLAUSE_MARK}")
+# A run a cut without a clause mark must not split: a figure (「11,585」, 「2018/10」), a Latin word, a URL.
+_UNBREAKABLE = re.compile(r"[0-9A-Za-z.,:/%_\-]+")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -47,13 +49,25 @@ def _split_long(piece: Piece, tokens: int, budget: int) -> list[Piece]:
     out, cursor = [], 0
     while len(piece.text) - cursor > target:
         cut = cursor + target
-        clause = list(_CLAUSE_END.finditer(piece.text, cursor + target // 2, cut + target // 4))
-        if clause:
-            cut = clause[-1].end()
+        # Not finditer's endpos: a lookahead would see the text end there (「28,」 of 「28,534」).
+        limit = cut + target // 4
+        clause = [m for m in _CLAUSE_END.finditer(piece.text, cursor + target // 2) if m.end() <= limit]
+        cut = clause[-1].end() if clause else _outside_run(piece.text, cut)
         out.append(Piece(piece.block, piece.start + cursor, piece.start + cut, piece.text[cursor:cut]))
         cursor = cut
     out.append(Piece(piece.block, piece.start + cursor, piece.end, piece.text[cursor:]))
     return out
+
+
+def _outside_run(text: str, cut: int) -> int:
+    """``cut``, or the end of the figure or Latin word it falls inside, so neither half holds a
+    piece of a number (a long table row is cut where its text allows, not in 「2018/10」)."""
+    for match in _UNBREAKABLE.finditer(text, max(0, cut - 64)):
+        if match.start() < cut < match.end():
+            return match.end() if match.end() < len(text) else cut
+        if match.start() >= cut:
+            break
+    return cut
 
 
 def _sections(doc: CleanDocument) -> Iterator[tuple[str, list[int]]]:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import opencc
 
+from ingest.segment import word_spans
 from ingest.sentences import END_MARKS
 
 Script = Literal["traditional", "simplified", "neutral"]
@@ -135,8 +136,22 @@ def _bridge_table(text: str, forward: bool) -> str:
     for mainland, taiwan in _vocabulary_pairs():
         src, dst = (mainland, taiwan) if forward else (taiwan, mainland)
         if src in text and dst not in text:
-            text = text.replace(src, dst)
+            text = _replace_words(text, src, dst)
     return text
+
+
+def _replace_words(text: str, src: str, dst: str) -> str:
+    """``text`` with each ``src`` that cuts no word in two replaced by ``dst``: 外卖 → 外送 in
+    「外卖平台」, not in 「海外卖家」 (海外 | 卖家). A word holding the whole term (软件业) is no cut."""
+    spans = word_spans(text)
+    out, cursor = [], 0
+    for match in re.finditer(re.escape(src), text):
+        start, end = match.span()
+        if any(s < start < e or s < end < e for s, e in spans if not (s <= start and end <= e)):
+            continue
+        out += [text[cursor:start], dst]
+        cursor = end
+    return "".join(out) + text[cursor:]
 
 
 def query_wordings(question: str) -> dict[str, str]:

@@ -9,6 +9,11 @@ END_MARKS = "。！？；!?;"
 CLOSERS = "」』”’）)】〕》"
 """Closing quotes and brackets that belong to the sentence they follow."""
 
+ASCII_CLAUSE_MARK = r"(?:(?<!\d)[,:]|[,:](?!\d))(?!//)"
+"""An ASCII comma or colon that ends a clause (a regex): not the one inside a figure or a time
+(「3,000 多家」, 「10:30」) nor a URL's (「https://」). Cut at them, a chunk began with 「510占比」
+and an answer led with 「000 多家原料藥公司」."""
+
 # A sentence ends at an end mark, a line break or an ellipsis, plus any closing quotes/brackets
 # after it, plus any citation markers right after those (「…。」[2] cites the quote before the marker).
 _SENTENCE_END = re.compile(rf"(?:[{END_MARKS}\n]+|…{{1,2}}|\.{{3,}})[{re.escape(CLOSERS)}\]]*(?:\[\d{{1,2}}\])*")

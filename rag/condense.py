@@ -15,9 +15,9 @@ from functools import lru_cache
 from typing import Any
 
 from ingest.normalise import Script, canonical, detect_script, to_script
+from ingest.segment import posseg
 from rag.bare_question import bare_question
 from rag.followup import previous_questions
-from rag.store.keyword import posseg
 
 # 「那韓國呢？」「至於新加坡？」「還有日本嗎」「韓國呢」
 _ELLIPSIS = re.compile(
@@ -53,7 +53,8 @@ def previous_question(history: Sequence[Mapping[str, str]]) -> str | None:
     rewrite that is often the frame, not the referent (「它一年的營收」 after a question about a
     museum in Paris became 巴黎's)."""
     return _traced(
-        history, lambda question, understood: rewrite_by_rules(question, [{"role": "user", "content": understood}])
+        tuple(previous_questions(history, FOLLOW_UP_CHAIN)),
+        lambda question, understood: rewrite_by_rules(question, [{"role": "user", "content": understood}]),
     )
 
 
@@ -65,20 +66,27 @@ def pronoun_antecedents(history: Sequence[Mapping[str, str]]) -> str | None:
 
     Only pronoun rewrites are followed, not elliptical ones (「那韓國呢？」 is its own antecedent): a
     swapped-in question's first name is often its frame (see :func:`previous_question`)."""
+    return _pronoun_antecedents(tuple(previous_questions(history, FOLLOW_UP_CHAIN)))
+
+
+@lru_cache(maxsize=256)
+def _pronoun_antecedents(questions: tuple[str, ...]) -> str | None:
+    """:func:`pronoun_antecedents` of the last questions (newest first), kept: a follow-up's rewrite
+    and its 「已理解為」 line both ask for it, and the trace runs the tagger over every question."""
     return _traced(
-        history,
+        questions,
         lambda question, understood: (
             resolve_pronoun(question, understood) if elliptical_subject(question) is None else None
         ),
     )
 
 
-def _traced(history: Sequence[Mapping[str, str]], read: Callable[[str, str], tuple[str, bool] | None]) -> str | None:
-    """The last question as understood, reading each of the last few questions against the one
-    before it as understood (``read`` gives a rewrite and whether it is trusted). Forward and with a
-    one-question history each time, so a conversation of any length costs a few rewrites and never
-    recurses."""
-    asked = previous_questions(history, FOLLOW_UP_CHAIN)[::-1]  # oldest first
+def _traced(questions: Sequence[str], read: Callable[[str, str], tuple[str, bool] | None]) -> str | None:
+    """The last question as understood, reading each of the last few ``questions`` (newest first)
+    against the one before it as understood (``read`` gives a rewrite and whether it is trusted).
+    Forward and with a one-question history each time, so a conversation of any length costs a few
+    rewrites and never recurses."""
+    asked = list(questions)[::-1]  # oldest first
     if not asked:
         return None
     understood = asked[0]

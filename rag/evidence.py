@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ingest.normalise import canonical
-from ingest.sentences import CLOSERS, END_MARKS, split_sentences
+from ingest.sentences import ASCII_CLAUSE_MARK, CLOSERS, END_MARKS, split_sentences
 from rag.money import SUM_UNIT
 from rag.retrieve import Hit
 from rag.store.keyword import tokenize
@@ -40,9 +40,9 @@ _FOOTNOTE_MARK = re.compile(
 )
 # A citation in brackets (「（Koo, 2019）」, 「（經濟產業省，2017c）」): its year is no figure of the text.
 _CITATION = re.compile(r"[（(][^（）()]*[,，]\s*(?:19|20)\d\d[a-z]?[)）]")
-# A clause ends at a mark, but not at the comma or colon inside a figure or a time (「3,000 多家」,
-# 「10:30」): cut there, 「000 多家原料藥公司」 was quoted as the answer to a share question.
-_CLAUSE_END = re.compile(r"[，：；;。！？!?]|(?<!\d)[,:]|[,:](?!\d)")
+# A clause ends at a mark, but not at an ASCII comma or colon inside a figure, a time or a URL
+# (ASCII_CLAUSE_MARK).
+_CLAUSE_END = re.compile(rf"[，：；;。！？!?]|{ASCII_CLAUSE_MARK}")
 KIND_BONUS = 0.25  # a sentence holding the kind of answer asked for beats one that only repeats the question
 # What a sentence loses per place its source ranks below the first. With the sentence ranking
 # fused (rag.store.sentences), the 2nd and 3rd sources are often chunks holding one sentence much

@@ -25,13 +25,14 @@ from dataclasses import replace
 from functools import lru_cache
 
 from ingest.normalise import query_wordings
+from ingest.segment import posseg
 from rag.condense import PRONOUN
 from rag.evidence import ASKED_JI, SHARE_WORDS, asked_unit, has_kind
 from rag.money import SUM_UNIT
 from rag.retrieve import Hit, Query
 from rag.store.base import IndexVersion
 from rag.store.derived import derived
-from rag.store.keyword import posseg, tokenize
+from rag.store.keyword import tokenize
 from rag.wordlists import word_list
 
 

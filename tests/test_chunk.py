@@ -6,6 +6,7 @@ measured with the embedding model's tokenizer (``ingest.pipeline``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ingest.chunk import chunk_document
@@ -35,3 +36,15 @@ def test_the_next_chunk_repeats_the_sentences_that_fit_the_overlap() -> None:
     first, second, *_ = chunk_document(clean_text(text), characters, 60, 20)
     assert first.text == "".join(sentence(i) for i in range(3))
     assert second.text.startswith(sentence(2))  # one 20-character sentence fits the overlap
+
+
+def test_an_over_long_sentence_is_never_cut_inside_a_figure_or_a_url() -> None:
+    """A table row extracted as one sentence: its commas sit inside figures, so the cut must fall
+    at a clause mark or between figures, never in 「11,585」 or 「https://」."""
+    figures = [f"{n:,}" for n in range(11_585, 11_585 + 40 * 997, 997)]
+    url = "https://www.example.org/data/2019"
+    row = "出口金額" + " ".join(figures) + f"，資料來源 {url} 另見附表"
+    chunks = chunk_document(clean_text(row + "\n"), characters, 60, 0)
+    assert len(chunks) > 2
+    pieces = [p for c in chunks for p in re.findall(r"[0-9A-Za-z.,:/]+", c.text)]
+    assert sorted(pieces) == sorted([*figures, url])

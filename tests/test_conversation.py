@@ -18,7 +18,7 @@ from eval.dialogues import load_dialogues
 from eval.metrics import contains_evidence
 from ingest.normalise import canonical, detect_script, stream_to_script, to_script
 from rag.chain import AnswerChain, referent_tokens
-from rag.condense import conversation_script, resolved_pronoun, rewrite_by_rules
+from rag.condense import _pronoun_antecedents, conversation_script, resolved_pronoun, rewrite_by_rules
 from rag.evidence import (
     RANK,
     SHARE,
@@ -637,3 +637,20 @@ def test_streamed_pieces_are_converted_clause_by_clause() -> None:
     streamed = list(stream_to_script(pieces, "simplified"))
     assert len(streamed) >= 3  # not held back to the end
     assert "".join(streamed) == to_script(TRADITIONAL_ANSWER, "simplified")
+
+
+def test_a_follow_ups_antecedent_is_traced_once_for_its_rewrite_and_its_understood_line() -> None:
+    """The trace runs jieba's tagger over each earlier question; the rewrite and the 「已理解為」
+    line of one follow-up both need it."""
+    history = [
+        {"role": "user", "content": "巴黎的光之博物館是哪一年開幕的？"},
+        {"role": "assistant", "content": "2018年。"},
+        {"role": "user", "content": "它的展覽用了幾台投影機？"},
+        {"role": "assistant", "content": "140台。"},
+    ]
+    _pronoun_antecedents.cache_clear()
+    rewritten = rewrite_by_rules("它一年的營收大概多少？", history)
+    understood = resolved_pronoun("它一年的營收大概多少？", history)
+    info = _pronoun_antecedents.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert rewritten is not None and understood == rewritten[0] and "光之博物館" in understood

@@ -97,6 +97,24 @@ def test_a_mainland_question_gets_the_taiwan_word_as_a_variant(question: str, ta
     assert any(taiwan_word in v for v in query_variants(question)[1:])
 
 
+@pytest.mark.parametrize(
+    ("question", "not_wanted"),
+    [
+        ("现在单纯向海外卖硬件已经不够了吗？", "海外送"),  # 外卖 / 外送 would cut 海外 | 卖
+        ("2008年金融海嘯之後，盧森堡挑了哪幾個領域？", "养老金融"),  # 年金 / 养老金 would cut 2008年 | 金融
+        ("台灣的再生醫療雙法是哪一天通過的？", "再生物"),  # 生医 / 生物医学 would cut 再生 | 医疗
+    ],
+)
+def test_a_vocabulary_term_is_never_swapped_where_it_cuts_a_word_in_two(question: str, not_wanted: str) -> None:
+    assert all(not_wanted not in v for v in query_variants(question))
+
+
+def test_a_vocabulary_term_is_swapped_where_it_is_a_word_or_inside_one() -> None:
+    assert any("外送平台" in v for v in query_variants("外卖平台有哪些？"))
+    assert any("软体业" in v for v in query_variants("软件业的产值是多少？"))  # 软件业 is one word
+    assert any("碳边境调整机制" in v for v in query_variants("欧盟的碳边境调节机制是什么？"))
+
+
 def test_a_mainland_question_ranks_the_taiwan_worded_passage_first() -> None:
     passages = ["我國學名藥廠商近年擴大外銷，產值持續成長。", "原廠藥的專利保護期間較長，市場規模較大。"]
     index = KeywordIndex.build([char_bigrams(canonical(p)) for p in passages])

@@ -22,31 +22,14 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from ingest.segment import quiet_jieba
+
 # bm25s pins its own logger at DEBUG, which would print "Building index from tokens" on every ingest.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 # A run of word characters: a token must hold one (punctuation alone is dropped), and character
 # pairs never span anything else.
 _WORD_RUN = re.compile(r"[\w\u3400-\u9fff]+", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def quiet_jieba():
-    """jieba, initialised once without its start-up chatter on stderr."""
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba
-
-
-@lru_cache(maxsize=1)
-def posseg():
-    """jieba's part-of-speech tagger (same dictionary, same quiet start-up as :func:`quiet_jieba`)."""
-    quiet_jieba()
-    import jieba.posseg
-
-    return jieba.posseg
 
 
 def tokenize(canonical_text: str) -> tuple[str, ...]:
